@@ -1,0 +1,282 @@
+package store
+
+import (
+	"math"
+	"strconv"
+	"unsafe"
+)
+
+// Get returns the live entry under key.
+func (s *Store) Get(key string) (Item, bool) {
+	s.checkFlush()
+	sh := s.shardFor(key)
+	sh.mu.RLock()
+	e := sh.m[key]
+	if e == nil || s.expired(e) {
+		sh.mu.RUnlock()
+		sh.misses.Add(1)
+		if e != nil {
+			s.reap(sh, key)
+		}
+		return Item{}, false
+	}
+	it := s.read(e)
+	sh.mu.RUnlock()
+	sh.hits.Add(1)
+	return it, true
+}
+
+// TagsOf returns the tags of the live entry under key. It does not count as
+// an access.
+func (s *Store) TagsOf(key string) ([]string, bool) {
+	s.checkFlush()
+	sh := s.shardFor(key)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	e := sh.m[key]
+	if e == nil || s.expired(e) {
+		return nil, false
+	}
+	return e.tags(), true
+}
+
+// read records an access to e and returns its view. The caller holds at
+// least the shard's read lock.
+func (s *Store) read(e *entry) Item {
+	prev := e.atime.Load()
+	if next := fetchedBit | s.accessTick(); prev != next {
+		e.atime.Store(next)
+	}
+	return Item{
+		Value:      e.value(),
+		Flags:      e.flags,
+		CAS:        e.cas,
+		Expires:    e.expires,
+		Tags:       e.tags(),
+		Stale:      e.stale(),
+		Fetched:    prev&fetchedBit != 0,
+		LastAccess: s.epoch + int64(prev&tickMask)<<tickShift,
+	}
+}
+
+// Set stores value under key whether or not it exists and returns the new
+// CAS unique.
+func (s *Store) Set(key string, value []byte, p Params) (uint64, error) {
+	return s.update(key, func(*entry) (change, error) {
+		return change{value: value, params: p}, nil
+	})
+}
+
+// Add stores value only if key has no live entry; otherwise ErrExists.
+func (s *Store) Add(key string, value []byte, p Params) (uint64, error) {
+	return s.update(key, func(old *entry) (change, error) {
+		if old != nil {
+			return change{}, ErrExists
+		}
+		return change{value: value, params: p}, nil
+	})
+}
+
+// Replace stores value only if key has a live entry; otherwise ErrNotFound.
+func (s *Store) Replace(key string, value []byte, p Params) (uint64, error) {
+	return s.update(key, func(old *entry) (change, error) {
+		if old == nil {
+			return change{}, ErrNotFound
+		}
+		return change{value: value, params: p}, nil
+	})
+}
+
+// CompareAndSwap stores value only if the live entry's CAS unique is cas:
+// ErrNotFound if there is no entry, ErrCASMismatch if it changed.
+func (s *Store) CompareAndSwap(key string, value []byte, p Params, cas uint64) (uint64, error) {
+	return s.update(key, func(old *entry) (change, error) {
+		switch {
+		case old == nil:
+			return change{}, ErrNotFound
+		case old.cas != cas:
+			return change{}, ErrCASMismatch
+		}
+		return change{value: value, params: p}, nil
+	})
+}
+
+// Append adds value after the live entry's value, keeping its flags, expiry
+// and tags; ErrNotFound if there is none.
+func (s *Store) Append(key string, value []byte) (uint64, error) {
+	return s.update(key, func(old *entry) (change, error) {
+		if old == nil {
+			return change{}, ErrNotFound
+		}
+		return change{value: old.value(), suffix: value, params: old.params()}, nil
+	})
+}
+
+// Prepend adds value before the live entry's value, keeping its flags,
+// expiry and tags; ErrNotFound if there is none.
+func (s *Store) Prepend(key string, value []byte) (uint64, error) {
+	return s.update(key, func(old *entry) (change, error) {
+		if old == nil {
+			return change{}, ErrNotFound
+		}
+		return change{value: value, suffix: old.value(), params: old.params()}, nil
+	})
+}
+
+// Incr adds delta to the unsigned 64-bit decimal value under key, wrapping
+// around on overflow, as memcached's incr does. ErrNotFound if there is no
+// entry, ErrNotNumeric if the value is not a decimal number.
+func (s *Store) Incr(key string, delta uint64) (uint64, error) {
+	return s.addUint(key, delta, false)
+}
+
+// Decr subtracts delta from the unsigned 64-bit decimal value under key,
+// stopping at 0, as memcached's decr does.
+func (s *Store) Decr(key string, delta uint64) (uint64, error) {
+	return s.addUint(key, delta, true)
+}
+
+func (s *Store) addUint(key string, delta uint64, decr bool) (uint64, error) {
+	var n uint64
+	_, err := s.update(key, func(old *entry) (change, error) {
+		if old == nil {
+			return change{}, ErrNotFound
+		}
+		v, ok := parseUint(old.value())
+		if !ok {
+			return change{}, ErrNotNumeric
+		}
+		switch {
+		case !decr:
+			n = v + delta
+		case delta > v:
+			n = 0
+		default:
+			n = v - delta
+		}
+		return change{isNumber: true, n: n, params: old.params()}, nil
+	})
+	return n, err
+}
+
+// IncrBy adds delta to the signed 64-bit decimal value under key, failing
+// with ErrOverflow rather than wrapping. An absent key is created with the
+// value delta and the given params, as TagCache's INCR and DECR do; an
+// existing entry keeps its flags, expiry and tags.
+func (s *Store) IncrBy(key string, delta int64, p Params) (int64, error) {
+	var n int64
+	_, err := s.update(key, func(old *entry) (change, error) {
+		if old == nil {
+			n = delta
+		} else {
+			v, err := strconv.ParseInt(aliasString(old.value()), 10, 64)
+			if err != nil {
+				return change{}, ErrNotNumeric
+			}
+			if (delta > 0 && v > math.MaxInt64-delta) || (delta < 0 && v < math.MinInt64-delta) {
+				return change{}, ErrOverflow
+			}
+			n = v + delta
+			p = old.params()
+		}
+		return change{isNumber: true, signed: true, n: uint64(n), params: p}, nil
+	})
+	return n, err
+}
+
+// aliasString views immutable stored bytes as a string without copying.
+func aliasString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// parseUint parses a memcached counter: decimal digits, optionally followed
+// by the spaces memcached pads shrunk counters with.
+func parseUint(b []byte) (uint64, bool) {
+	i := 0
+	var n uint64
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		d := uint64(b[i] - '0')
+		if n > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	if i == 0 {
+		return 0, false
+	}
+	for ; i < len(b); i++ {
+		if b[i] != ' ' {
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+// Touch sets the expiry of the live entry under key. Like memcached's touch
+// it keeps the CAS unique.
+func (s *Store) Touch(key string, expires int64) error {
+	_, ok := s.touch(key, expires, false)
+	if !ok {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// GetAndTouch sets the expiry of the live entry under key and returns it.
+func (s *Store) GetAndTouch(key string, expires int64) (Item, bool) {
+	return s.touch(key, expires, true)
+}
+
+func (s *Store) touch(key string, expires int64, count bool) (Item, bool) {
+	s.checkFlush()
+	sh := s.shardFor(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := s.liveLocked(sh, key)
+	if e == nil {
+		if count {
+			sh.misses.Add(1)
+		}
+		return Item{}, false
+	}
+	if count {
+		sh.hits.Add(1)
+	}
+	e.expires = expires
+	it := s.read(e)
+	if s.expired(e) {
+		s.removeLocked(sh, e, &sh.expirations)
+	}
+	return it, true
+}
+
+// GetAndDelete removes the live entry under key and returns it.
+func (s *Store) GetAndDelete(key string) (Item, bool) {
+	s.checkFlush()
+	sh := s.shardFor(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := s.liveLocked(sh, key)
+	if e == nil {
+		sh.misses.Add(1)
+		return Item{}, false
+	}
+	sh.hits.Add(1)
+	it := s.read(e)
+	s.removeLocked(sh, e, &sh.deletes)
+	return it, true
+}
+
+// Delete removes the live entry under key; ErrNotFound if there is none.
+func (s *Store) Delete(key string) error {
+	s.checkFlush()
+	sh := s.shardFor(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := s.liveLocked(sh, key)
+	if e == nil {
+		return ErrNotFound
+	}
+	s.removeLocked(sh, e, &sh.deletes)
+	return nil
+}
