@@ -1,0 +1,24 @@
+// Package auth is shared by every tagcache front (HTTP handler, protocol
+// listeners, JSON API): it declares how a front reaches the tagcache app.
+// It also holds the users, password hashes and permissions that every front
+// checks credentials against.
+package auth
+
+import "github.com/tagcache/caddy-tagcache/store"
+
+// App is the part of the tagcache app that fronts use.
+//
+// It is an interface in this leaf package, not the concrete type, because the
+// root package imports every front to register its Caddy modules (so that
+// `xcaddy build --with github.com/tagcache/caddy-tagcache` brings them all);
+// a front importing the root package would be an import cycle. A front gets
+// the app in its Provision with ctx.AppIfConfigured("tagcache") and
+// type-asserts the result to App.
+type App interface {
+	// Store returns the store with the given name; "" means the default
+	// store. It fails if the loaded config has no such store.
+	Store(name string) (*store.Store, error)
+	// Users returns the users of the app's auth block (none configured
+	// is a valid, empty set).
+	Users() *Users
+}

@@ -1,0 +1,197 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Permission is a set of rights. A user configured without a list has all.
+type Permission uint8
+
+const (
+	// PermRead allows reading entries, tags and stats.
+	PermRead Permission = 1 << iota
+	// PermWrite allows storing and deleting entries.
+	PermWrite
+	// PermPurge allows invalidating tags and purging cached responses.
+	PermPurge
+	// PermAdmin allows flushing stores, snapshots and managing users.
+	PermAdmin
+
+	PermAll = PermRead | PermWrite | PermPurge | PermAdmin
+)
+
+var permNames = []struct {
+	p    Permission
+	name string
+}{{PermRead, "read"}, {PermWrite, "write"}, {PermPurge, "purge"}, {PermAdmin, "admin"}}
+
+// ParsePermissions parses permission names (read, write, purge, admin, all);
+// no names means all.
+func ParsePermissions(names []string) (Permission, error) {
+	if len(names) == 0 {
+		return PermAll, nil
+	}
+	var p Permission
+	for _, n := range names {
+		if n == "all" {
+			p |= PermAll
+			continue
+		}
+		found := false
+		for _, pn := range permNames {
+			if pn.name == n {
+				p |= pn.p
+				found = true
+			}
+		}
+		if !found {
+			return 0, fmt.Errorf("unknown permission %q (want read, write, purge, admin or all)", n)
+		}
+	}
+	return p, nil
+}
+
+// Has reports whether p includes every right in q.
+func (p Permission) Has(q Permission) bool { return p&q == q }
+
+func (p Permission) String() string {
+	var names []string
+	for _, pn := range permNames {
+		if p.Has(pn.p) {
+			names = append(names, pn.name)
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// Config is the app's auth block, shared by every front.
+type Config struct {
+	// Users who may use the fronts. With none, the fronts that require
+	// auth refuse clients that are not on loopback; there is never a
+	// built-in default password. Default: none.
+	Users []UserConfig `json:"users,omitempty"`
+}
+
+// UserConfig is one user.
+type UserConfig struct {
+	// Username is the user's name. Required.
+	Username string `json:"username"`
+	// Password is the bcrypt hash of the user's password, as
+	// `caddy hash-password` prints it. Required.
+	Password string `json:"password"`
+	// Permissions are the user's rights: read, write, purge, admin or all.
+	// Default: all.
+	Permissions []string `json:"permissions,omitempty"`
+}
+
+// ErrBadCredentials is returned for an unknown user or a wrong password;
+// the two are not told apart.
+var ErrBadCredentials = errors.New("invalid username or password")
+
+type user struct {
+	hash []byte
+	perm Permission
+}
+
+// Users checks passwords against the configured bcrypt hashes. It is safe
+// for concurrent use.
+type Users struct {
+	mu    sync.RWMutex
+	users map[string]*user
+	// verified remembers digests of credentials that passed bcrypt, so that
+	// fronts checking every request (HTTP Basic) pay for bcrypt once.
+	verified map[[sha256.Size]byte]Permission
+}
+
+// maxVerified bounds the verified-credentials cache; it is emptied when full.
+const maxVerified = 4096
+
+// dummyHash is compared against for unknown users so that a miss costs as
+// much time as a wrong password.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("tagcache-dummy"), bcrypt.MinCost)
+
+// NewUsers validates cfg and returns its users.
+func NewUsers(cfg Config) (*Users, error) {
+	u := &Users{users: make(map[string]*user), verified: make(map[[sha256.Size]byte]Permission)}
+	for _, uc := range cfg.Users {
+		if uc.Username == "" {
+			return nil, fmt.Errorf("auth: user without a name")
+		}
+		if _, dup := u.users[uc.Username]; dup {
+			return nil, fmt.Errorf("auth: user %q configured twice", uc.Username)
+		}
+		if _, err := bcrypt.Cost([]byte(uc.Password)); err != nil {
+			return nil, fmt.Errorf("auth: user %q: password must be a bcrypt hash (use `caddy hash-password`): %v", uc.Username, err)
+		}
+		perm, err := ParsePermissions(uc.Permissions)
+		if err != nil {
+			return nil, fmt.Errorf("auth: user %q: %v", uc.Username, err)
+		}
+		u.users[uc.Username] = &user{hash: []byte(uc.Password), perm: perm}
+	}
+	return u, nil
+}
+
+// Enabled reports whether any user is configured.
+func (u *Users) Enabled() bool {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	return len(u.users) > 0
+}
+
+// Authenticate checks a username and password and returns the user's
+// permissions, or ErrBadCredentials.
+func (u *Users) Authenticate(username, password string) (Permission, error) {
+	u.mu.RLock()
+	usr := u.users[username]
+	var digest [sha256.Size]byte
+	if usr != nil {
+		digest = credentialDigest(username, password, usr.hash)
+		if perm, ok := u.verified[digest]; ok {
+			u.mu.RUnlock()
+			return perm, nil
+		}
+	}
+	u.mu.RUnlock()
+	if usr == nil {
+		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return 0, ErrBadCredentials
+	}
+	if bcrypt.CompareHashAndPassword(usr.hash, []byte(password)) != nil {
+		return 0, ErrBadCredentials
+	}
+	u.mu.Lock()
+	if len(u.verified) >= maxVerified {
+		clear(u.verified)
+	}
+	u.verified[digest] = usr.perm
+	u.mu.Unlock()
+	return usr.perm, nil
+}
+
+// credentialDigest keys the verified cache; the hash is part of it so that
+// a password change invalidates the old entry.
+func credentialDigest(username, password string, hash []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte(username))
+	h.Write([]byte{0})
+	h.Write([]byte(password))
+	h.Write([]byte{0})
+	h.Write(hash)
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// ConstantTimeEqual compares secrets (tokens) without leaking where they
+// differ.
+func ConstantTimeEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
