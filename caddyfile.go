@@ -1,0 +1,212 @@
+package tagcache
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/dustin/go-humanize"
+
+	"github.com/tagcache/caddy-tagcache/auth"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("tagcache", parseGlobalOption)
+}
+
+// parseGlobalOption sets up the tagcache app from the `tagcache` global
+// option. If the option appears more than once, the blocks are merged.
+func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
+	app := new(App)
+	if existing, ok := existingVal.(httpcaddyfile.App); ok {
+		if err := json.Unmarshal(existing.Value, app); err != nil {
+			return nil, fmt.Errorf("merging tagcache options: %v", err)
+		}
+	}
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{
+		Name:  "tagcache",
+		Value: caddyconfig.JSON(app, nil),
+	}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from Caddyfile tokens. Syntax:
+//
+//	tagcache {
+//		store [<name>] {
+//			max_memory       <size>
+//			shards           <count>
+//			max_item_size    <size>
+//			max_key_length   <size>
+//			max_tags_per_key <count>
+//			sweep_interval   <duration>
+//		}
+//		auth {
+//			user <username> <bcrypt-hash> [<permission>...]
+//		}
+//	}
+//
+// A `store` without a name configures the store named `default`, which
+// exists even if it is not configured; a bare `tagcache` gives just that
+// store with default settings. Sizes are bytes or human sizes such as
+// 512MiB, 64MB or 1KiB; durations are Caddy durations such as 500ms or 1s.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "store":
+			if err := a.unmarshalStore(d); err != nil {
+				return err
+			}
+		case "auth":
+			if err := a.unmarshalAuth(d); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized tagcache option '%s'", d.Val())
+		}
+	}
+	return nil
+}
+
+// unmarshalStore parses one `store [<name>] { ... }` block.
+func (a *App) unmarshalStore(d *caddyfile.Dispenser) error {
+	name := DefaultStore
+	switch args := d.RemainingArgs(); len(args) {
+	case 0:
+	case 1:
+		name = args[0]
+	default:
+		return d.ArgErr()
+	}
+	if a.Stores == nil {
+		a.Stores = make(map[string]*StoreConfig)
+	}
+	if _, dup := a.Stores[name]; dup {
+		return d.Errf("store '%s' is configured more than once", name)
+	}
+	sc := new(StoreConfig)
+	a.Stores[name] = sc
+
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "max_memory", "max_item_size", "max_key_length", "shards", "max_tags_per_key", "sweep_interval":
+		default:
+			return d.Errf("unrecognized store option '%s'", opt)
+		}
+		arg, err := singleArg(d)
+		if err != nil {
+			return err
+		}
+		switch opt {
+		case "max_memory":
+			sc.MaxMemory, err = parseSize(arg, math.MaxInt64)
+		case "max_item_size":
+			var n int64
+			n, err = parseSize(arg, math.MaxInt)
+			sc.MaxItemSize = int(n)
+		case "max_key_length":
+			var n int64
+			n, err = parseSize(arg, math.MaxInt)
+			sc.MaxKeyLength = int(n)
+		case "shards":
+			sc.Shards, err = parseCount(arg)
+		case "max_tags_per_key":
+			sc.MaxTagsPerKey, err = parseCount(arg)
+		case "sweep_interval":
+			var dur caddy.Duration
+			dur, err = parseDuration(arg)
+			sc.SweepInterval = dur
+		}
+		if err != nil {
+			return d.Errf("store '%s': %s: %v", name, opt, err)
+		}
+		if err := sc.Validate(); err != nil {
+			return d.Errf("store '%s': %v", name, err)
+		}
+	}
+	return nil
+}
+
+// unmarshalAuth parses the `auth { ... }` block. Permissions are read,
+// write, purge, admin or all (the default).
+func (a *App) unmarshalAuth(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if a.Auth == nil {
+		a.Auth = new(auth.Config)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "user":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Errf("user needs a name and a bcrypt hash (from `caddy hash-password`)")
+			}
+			uc := auth.UserConfig{Username: args[0], Password: args[1], Permissions: args[2:]}
+			if _, err := auth.ParsePermissions(uc.Permissions); err != nil {
+				return d.Errf("user '%s': %v", uc.Username, err)
+			}
+			a.Auth.Users = append(a.Auth.Users, uc)
+		default:
+			return d.Errf("unrecognized auth option '%s'", d.Val())
+		}
+	}
+	return nil
+}
+
+// singleArg returns the one argument of the current subdirective.
+func singleArg(d *caddyfile.Dispenser) (string, error) {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return "", d.ArgErr()
+	}
+	return args[0], nil
+}
+
+// parseSize parses a byte size such as 1048576, 512MiB or 64MB; it must be
+// positive and at most limit.
+func parseSize(s string, limit int64) (int64, error) {
+	n, err := humanize.ParseBytes(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size '%s'", s)
+	}
+	if n == 0 || n > uint64(limit) {
+		return 0, fmt.Errorf("size '%s' out of range", s)
+	}
+	return int64(n), nil
+}
+
+// parseCount parses a positive integer.
+func parseCount(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("invalid count '%s': must be a positive integer", s)
+	}
+	return n, nil
+}
+
+// parseDuration parses a non-zero Caddy duration; a negative one disables
+// what it configures.
+func parseDuration(s string) (caddy.Duration, error) {
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration '%s': %v", s, err)
+	}
+	if dur == 0 {
+		return 0, fmt.Errorf("duration must not be zero")
+	}
+	return caddy.Duration(dur), nil
+}

@@ -1,0 +1,7 @@
+package tagcache
+
+// The fronts register their own Caddy modules; importing them here means
+// `xcaddy build --with github.com/tagcache/caddy-tagcache` brings them all.
+import (
+	_ "github.com/tagcache/caddy-tagcache/admin"
+)
