@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -159,5 +160,81 @@ func BenchmarkHeapPerItem(b *testing.B) {
 func TestEntrySize(t *testing.T) {
 	if n := unsafe.Sizeof(entry{}); n != 48 {
 		t.Fatalf("entry is %d bytes, want 48", n)
+	}
+}
+
+// BenchmarkSnapshot1M writes and loads a snapshot of 1M entries of 16-byte
+// keys, 100-byte values and 2 tags, reporting write and load seconds and the
+// file size.
+func BenchmarkSnapshot1M(b *testing.B) {
+	for _, comp := range []int{CompressNone, CompressZstd} {
+		b.Run(fmt.Sprint("compression=", comp), func(b *testing.B) {
+			s := benchStore(b, Config{MaxMemory: 4 << 30})
+			keys := benchKeys(1_000_000)
+			for i, k := range keys {
+				s.Set(k, value100, Params{Tags: []string{"t" + strconv.Itoa(i%1000), "all"}})
+			}
+			path := b.TempDir() + "/bench.snap"
+			for i := 0; i < b.N; i++ {
+				st, err := s.SaveFile(path, comp)
+				if err != nil {
+					b.Fatal(err)
+				}
+				dst := benchStore(b, Config{MaxMemory: 4 << 30})
+				lst, err := dst.LoadFile(path)
+				if err != nil || lst.Entries != 1_000_000 {
+					b.Fatalf("load: %+v %v", lst, err)
+				}
+				b.ReportMetric(st.Duration.Seconds(), "write-s")
+				b.ReportMetric(lst.Duration.Seconds(), "load-s")
+				b.ReportMetric(float64(st.Bytes)/(1<<20), "file-MiB")
+				dst.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkGetDuringSnapshot measures single-goroutine Get throughput over
+// 1M entries while snapshots are written back to back, and without; it
+// reports both and their ratio.
+func BenchmarkGetDuringSnapshot(b *testing.B) {
+	s := benchStore(b, Config{MaxMemory: 4 << 30})
+	keys := benchKeys(1_000_000)
+	for _, k := range keys {
+		s.Set(k, value100, Params{Tags: []string{"a", "b"}})
+	}
+	path := b.TempDir() + "/bench.snap"
+	getsFor := func(d time.Duration) float64 {
+		n := 0
+		start := time.Now()
+		for time.Since(start) < d {
+			for range 1000 {
+				s.Get(keys[(n*7919)%len(keys)])
+				n++
+			}
+		}
+		return float64(n) / time.Since(start).Seconds()
+	}
+	for i := 0; i < b.N; i++ {
+		base := getsFor(2 * time.Second)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					s.SaveFile(path, CompressNone)
+				}
+			}
+		}()
+		during := getsFor(2 * time.Second)
+		close(stop)
+		<-done
+		b.ReportMetric(base, "gets/s")
+		b.ReportMetric(during, "gets/s-during-snapshot")
+		b.ReportMetric(during/base, "ratio")
 	}
 }

@@ -135,34 +135,47 @@ func TestEvictExpiredFirst(t *testing.T) {
 	checkInvariants(t, s)
 }
 
-// TestEvictExpiredBeforeOlderLive: one shard holding 4 live entries that
-// are older than 4 expired ones. Any sample of 5 of those 8 holds at least
-// one expired entry and at least one older live one, so a policy that looks
-// at age only would evict a live entry; expired-first must not.
+// TestEvictExpiredBeforeOlderLive: one shard holding a live entry that is
+// older than 7 expired ones, then one write that needs one victim. A policy
+// that looks at age only evicts the live entry whenever its sample includes
+// it: 1-(7/8)^5 = 49% of the trials with 5 uniform samples. Expired-first
+// evicts it only if every sample is that entry: (1/8)^5 = 3e-5 per trial
+// (never, for a sampler that takes 5 distinct entries). Over 60 trials,
+// more than 2 evictions is then a one-in-a-billion event for a correct
+// store, and fewer than 3 a certainty of about 1e-14 for an age-only one.
 func TestEvictExpiredBeforeOlderLive(t *testing.T) {
+	const trials = 60
 	value := strings.Repeat("v", 200)
 	itemSize := int64(entryOverhead + len("x0") + len(value))
-	s, clk := openManual(t, Config{Shards: 1, MaxMemory: 8 * itemSize})
-	for i := 0; i < 4; i++ {
-		mustSet(t, s, fmt.Sprintf("l%d", i), value, Params{})
+	evicted := 0
+	for trial := 0; trial < trials; trial++ {
+		s, clk := openManual(t, Config{Shards: 1, MaxMemory: 8 * itemSize})
+		mustSet(t, s, "l0", value, Params{})
+		clk.Advance(1000) // the live entry is now 62 atime ticks old
+		for i := 0; i < 7; i++ {
+			mustSet(t, s, fmt.Sprintf("e%d", i), value, Params{Expires: clk.After(10)})
+		}
+		clk.Advance(10)
+		if st := s.Stats(); st.Bytes != 8*itemSize || st.Items != 8 {
+			t.Fatalf("after filling: %+v", st)
+		}
+		mustSet(t, s, "n0", value, Params{})
+		st := s.Stats()
+		if st.Evictions+st.Expirations != 1 || st.Bytes != 8*itemSize {
+			t.Fatalf("stats %+v, want one victim", st)
+		}
+		if st.Evictions != 0 {
+			evicted++
+			wantMissing(t, s, "l0")
+		} else {
+			mustGet(t, s, "l0")
+		}
+		checkInvariants(t, s)
+		s.Close()
 	}
-	clk.Advance(1000) // the live entries are now 62 atime ticks old
-	for i := 0; i < 4; i++ {
-		mustSet(t, s, fmt.Sprintf("e%d", i), value, Params{Expires: clk.After(10)})
+	if evicted > 2 {
+		t.Fatalf("the older live entry was evicted in %d of %d trials, with 7 expired entries to take instead", evicted, trials)
 	}
-	clk.Advance(10)
-	if st := s.Stats(); st.Bytes != 8*itemSize || st.Items != 8 {
-		t.Fatalf("after filling: %+v", st)
-	}
-	mustSet(t, s, "n0", value, Params{})
-	st := s.Stats()
-	if st.Evictions != 0 || st.Expirations != 1 || st.Bytes != 8*itemSize {
-		t.Fatalf("stats %+v, want one expired entry reclaimed and no eviction", st)
-	}
-	for i := 0; i < 4; i++ {
-		mustGet(t, s, fmt.Sprintf("l%d", i))
-	}
-	checkInvariants(t, s)
 }
 
 func TestItemLargerThanBudget(t *testing.T) {

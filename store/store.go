@@ -37,6 +37,8 @@ type Store struct {
 	coarseTick atomic.Uint32
 	coarse     atomic.Bool
 
+	snapshots snapshotFiles
+
 	sweepMu       sync.Mutex
 	sweepInterval time.Duration
 	sweepStop     chan struct{}

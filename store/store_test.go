@@ -119,7 +119,9 @@ func wantLimitError(t testing.TB, err, sentinel error, size, max int64) {
 //   - each entry's tags are distinct and list the entry's ext.key in the index;
 //   - each index key belongs to an entry carrying that tag, each tag set is
 //     non-empty, named by its map key and stored in the right tag shard;
-//   - s.used equals the sum of entry.size() plus the tag sets' overheads.
+//   - s.used equals the sum of entry.size() plus the tag sets' overheads;
+//   - each shard's eviction ring holds every map entry once, and its dead
+//     count matches the removed entries still in it.
 func checkInvariants(t testing.TB, s *Store) {
 	t.Helper()
 	for i := range s.shards {
@@ -148,9 +150,35 @@ func checkInvariants(t testing.TB, s *Store) {
 	var want int64
 	for i := range s.shards {
 		sh := &s.shards[i]
+		// The eviction ring lists every entry of the shard once; removed
+		// entries stay in it, marked dead (data == nil), until compaction.
+		inRing := make(map[*entry]int, len(sh.ring))
+		dead := 0
+		for _, e := range sh.ring {
+			if inRing[e]++; inRing[e] == 2 {
+				fail("shard %d: an entry is in the ring twice", i)
+			}
+			if e.data == nil {
+				dead++
+				if e.ext != nil {
+					fail("shard %d: a dead ring entry keeps its ext", i)
+				}
+			}
+		}
+		if dead != sh.dead {
+			fail("shard %d: %d dead ring entries, dead = %d", i, dead, sh.dead)
+		}
+		if live := len(sh.ring) - dead; live != len(sh.m) {
+			fail("shard %d: %d live ring entries, %d map entries", i, live, len(sh.m))
+		}
 		for k, e := range sh.m {
-			if e == nil {
-				fail("nil entry under %q", k)
+			if e != nil && (inRing[e] == 0 || e.data == nil) {
+				fail("shard %d: entry %q is not live in the ring", i, k)
+			}
+		}
+		for k, e := range sh.m {
+			if e == nil || e.data == nil {
+				fail("nil or dead entry under %q", k)
 				continue
 			}
 			if e.key() != k {
