@@ -47,6 +47,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //			max_key_length   <size>
 //			max_tags_per_key <count>
 //			sweep_interval   <duration>
+//			snapshot {
+//				path        <file>
+//				interval    <duration>
+//				on_shutdown
+//				compression none|zstd
+//			}
 //		}
 //		auth {
 //			user <username> <bcrypt-hash> [<permission>...]
@@ -102,6 +108,11 @@ func (a *App) unmarshalStore(d *caddyfile.Dispenser) error {
 		opt := d.Val()
 		switch opt {
 		case "max_memory", "max_item_size", "max_key_length", "shards", "max_tags_per_key", "sweep_interval":
+		case "snapshot":
+			if err := sc.unmarshalSnapshot(d); err != nil {
+				return err
+			}
+			continue
 		default:
 			return d.Errf("unrecognized store option '%s'", opt)
 		}
@@ -134,6 +145,52 @@ func (a *App) unmarshalStore(d *caddyfile.Dispenser) error {
 		}
 		if err := sc.Validate(); err != nil {
 			return d.Errf("store '%s': %v", name, err)
+		}
+	}
+	return nil
+}
+
+// unmarshalSnapshot parses a store's `snapshot { ... }` block; a bare
+// `snapshot` uses the default path with no trigger but the explicit ones
+// (admin API, protocols).
+func (sc *StoreConfig) unmarshalSnapshot(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if sc.Snapshot != nil {
+		return d.Err("snapshot configured more than once")
+	}
+	sc.Snapshot = new(SnapshotConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "on_shutdown":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			sc.Snapshot.OnShutdown = true
+			continue
+		case "path", "interval", "compression":
+		default:
+			return d.Errf("unrecognized snapshot option '%s'", opt)
+		}
+		arg, err := singleArg(d)
+		if err != nil {
+			return err
+		}
+		switch opt {
+		case "path":
+			sc.Snapshot.Path = arg
+		case "interval":
+			sc.Snapshot.Interval, err = parseDuration(arg)
+		case "compression":
+			sc.Snapshot.Compression = arg
+		}
+		if err == nil {
+			err = sc.Snapshot.Validate()
+		}
+		if err != nil {
+			return d.Errf("snapshot: %s: %v", opt, err)
 		}
 	}
 	return nil

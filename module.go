@@ -46,7 +46,11 @@ type App struct {
 	users    *auth.Users
 	stores   map[string]*store.Store
 	acquired []string
-	logger   *zap.Logger
+	// created lists the stores this config load created, rather than took
+	// over from the previous config: only those load their snapshot.
+	created      map[string]bool
+	snapshotStop []func()
+	logger       *zap.Logger
 }
 
 // StoreConfig configures one store. A zero or absent field takes its default.
@@ -80,6 +84,10 @@ type StoreConfig struct {
 	// entries, with bounded work per tick; expired entries are never
 	// returned either way. A negative value disables the sweep. Default: 1s.
 	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
+
+	// Snapshot writes the store to a file and loads it when the store is
+	// created, so that a restart starts warm. Default: none.
+	Snapshot *SnapshotConfig `json:"snapshot,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -121,6 +129,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.users = users
 
 	a.stores = make(map[string]*store.Store, len(a.Stores))
+	a.created = make(map[string]bool)
 	for _, name := range a.storeNames() {
 		sc := a.Stores[name]
 		cfg := sc.storeConfig()
@@ -131,6 +140,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		a.acquired = append(a.acquired, name)
 		a.stores[name] = st
+		a.created[name] = !loaded
 		if want := sc.shards(); loaded && st.Shards() != want {
 			a.logger.Warn("shard count of a live store cannot change; keeping it until the store is removed from the config",
 				zap.String("store", name),
@@ -167,12 +177,17 @@ func (a *App) Start() error {
 			return fmt.Errorf("store %q: %v", name, err)
 		}
 	}
+	a.startSnapshots()
 	return nil
 }
 
-// Stop does nothing: the stores and their sweepers outlive the config so
-// that the next one keeps their data. Cleanup releases them.
-func (a *App) Stop() error { return nil }
+// Stop stops the periodic snapshots and, if Caddy is exiting, writes the
+// snapshots configured for shutdown. The stores and their sweepers outlive
+// the config so that the next one keeps their data; Cleanup releases them.
+func (a *App) Stop() error {
+	a.stopSnapshots()
+	return nil
+}
 
 // Cleanup releases the stores acquired in Provision; a store that no loaded
 // config holds any more is closed and its memory freed.
@@ -227,6 +242,9 @@ func (sc *StoreConfig) Validate() error {
 		return fmt.Errorf("max_key_length must be between 1 and %d bytes, got %d", store.MaxKeyLengthLimit, sc.MaxKeyLength)
 	case sc.MaxTagsPerKey < 0:
 		return fmt.Errorf("max_tags_per_key must be positive, got %d", sc.MaxTagsPerKey)
+	}
+	if sc.Snapshot != nil {
+		return sc.Snapshot.Validate()
 	}
 	return nil
 }

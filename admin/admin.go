@@ -45,6 +45,14 @@ func (api API) Routes() []caddy.AdminRoute {
 			Pattern: "/tagcache/stats",
 			Handler: caddy.AdminHandlerFunc(api.handleStats),
 		},
+		{
+			Pattern: "/tagcache/snapshot",
+			Handler: handleSnapshot(storepool.SaveSnapshot),
+		},
+		{
+			Pattern: "/tagcache/restore",
+			Handler: handleSnapshot(storepool.RestoreSnapshot),
+		},
 	}
 }
 

@@ -18,6 +18,9 @@
 package storepool
 
 import (
+	"fmt"
+	"sync/atomic"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/tagcache/caddy-tagcache/store"
@@ -33,6 +36,15 @@ var pool = caddy.NewUsagePool()
 // is released.
 type entry struct {
 	st *store.Store
+	// snapshot is where the store's snapshot goes, as the loaded config
+	// says; nil if it has none.
+	snapshot atomic.Pointer[SnapshotTarget]
+}
+
+// SnapshotTarget is where and how a store's snapshot is written.
+type SnapshotTarget struct {
+	Path        string
+	Compression int
 }
 
 // Destruct closes the store, which stops its sweeper and frees its data.
@@ -70,15 +82,10 @@ func Release(name string) error {
 // Lookup returns the live store named name without taking a reference. The
 // store may be closed at any time after a config reload that drops it.
 func Lookup(name string) (*store.Store, bool) {
-	var found *store.Store
-	pool.Range(func(key, value any) bool {
-		if key.(string) == name {
-			found = value.(*entry).st
-			return false
-		}
-		return true
-	})
-	return found, found != nil
+	if e := lookupEntry(name); e != nil {
+		return e.st, true
+	}
+	return nil, false
 }
 
 // Range calls fn for every live store until fn returns false. fn must not
@@ -93,4 +100,62 @@ func Range(fn func(name string, st *store.Store) bool) {
 func References(name string) int {
 	n, _ := pool.References(name)
 	return n
+}
+
+func lookupEntry(name string) *entry {
+	var found *entry
+	pool.Range(func(key, value any) bool {
+		if key.(string) == name {
+			found = value.(*entry)
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// SetSnapshot records where the named store's snapshot goes (nil: it has
+// none), so that any front can ask for a snapshot.
+func SetSnapshot(name string, tgt *SnapshotTarget) {
+	if e := lookupEntry(name); e != nil {
+		e.snapshot.Store(tgt)
+	}
+}
+
+// Snapshot returns where the named store's snapshot goes.
+func Snapshot(name string) (SnapshotTarget, bool) {
+	if e := lookupEntry(name); e != nil {
+		if tgt := e.snapshot.Load(); tgt != nil {
+			return *tgt, true
+		}
+	}
+	return SnapshotTarget{}, false
+}
+
+// SaveSnapshot writes the named store's snapshot to its configured file.
+func SaveSnapshot(name string) (store.SnapshotStats, error) {
+	e := lookupEntry(name)
+	if e == nil {
+		return store.SnapshotStats{}, fmt.Errorf("no store named %q", name)
+	}
+	tgt := e.snapshot.Load()
+	if tgt == nil {
+		return store.SnapshotStats{}, fmt.Errorf("store %q has no snapshot configured", name)
+	}
+	return e.st.SaveFile(tgt.Path, tgt.Compression)
+}
+
+// RestoreSnapshot replaces the named store's entries with those of its
+// snapshot file.
+func RestoreSnapshot(name string) (store.SnapshotStats, error) {
+	e := lookupEntry(name)
+	if e == nil {
+		return store.SnapshotStats{}, fmt.Errorf("no store named %q", name)
+	}
+	tgt := e.snapshot.Load()
+	if tgt == nil {
+		return store.SnapshotStats{}, fmt.Errorf("store %q has no snapshot configured", name)
+	}
+	e.st.Flush(0)
+	return e.st.LoadFile(tgt.Path)
 }
