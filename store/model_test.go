@@ -471,4 +471,3 @@ func TestModelConcurrentEviction(t *testing.T) {
 		})
 	}
 }
-
