@@ -118,6 +118,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	// Password changes and token revocations made at run time persist in
+	// Caddy's storage; without users there are none.
+	if users.Enabled() {
+		if err := users.UseStorage(ctx, ctx.Storage(), a.logger.Named("auth")); err != nil {
+			return err
+		}
+	}
 	a.users = users
 
 	a.stores = make(map[string]*store.Store, len(a.Stores))
