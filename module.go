@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/tagcache/caddy-tagcache/admin"
 	"github.com/tagcache/caddy-tagcache/auth"
 	"github.com/tagcache/caddy-tagcache/internal/storepool"
 	"github.com/tagcache/caddy-tagcache/store"
@@ -126,6 +127,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 	a.users = users
+
+	// The store metrics (caddy_tagcache_*) go in this config's registry.
+	if err := admin.RegisterMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 
 	a.stores = make(map[string]*store.Store, len(a.Stores))
 	for _, name := range a.storeNames() {

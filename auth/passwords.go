@@ -41,6 +41,10 @@ const (
 	MaxPasswordLength = 72
 )
 
+// ErrPasswordLength is returned by SetPassword for a password that is too
+// short or too long.
+var ErrPasswordLength = fmt.Errorf("a password must have between %d and %d bytes", MinPasswordLength, MaxPasswordLength)
+
 func userKey(username string) string {
 	return storagePrefix + "users/" + url.PathEscape(username) + ".json"
 }
@@ -141,7 +145,7 @@ func (u *Users) load(ctx context.Context, provisioning bool) error {
 // of the configured one, and at least bcrypt's default cost.
 func (u *Users) SetPassword(ctx context.Context, username, password string) error {
 	if len(password) < MinPasswordLength || len(password) > MaxPasswordLength {
-		return fmt.Errorf("a password must have between %d and %d bytes", MinPasswordLength, MaxPasswordLength)
+		return ErrPasswordLength
 	}
 	u.mu.RLock()
 	usr, ok := u.users[username]
