@@ -1,33 +1,15 @@
 package admin
 
 import (
-	"bytes"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/spf13/cobra"
-
 	"github.com/tagcache/caddy-tagcache/auth"
 	"github.com/tagcache/caddy-tagcache/store"
 )
-
-// runCLI runs `caddy tagcache <args>` in-process and returns what it
-// printed and its error (non-nil is a non-zero exit status).
-func runCLI(t testing.TB, stdin string, args ...string) (string, error) {
-	t.Helper()
-	cmd := &cobra.Command{Use: "tagcache"}
-	setUpCommand(cmd)
-	var out bytes.Buffer
-	cmd.SetArgs(args)
-	cmd.SetOut(&out)
-	cmd.SetErr(&bytes.Buffer{})
-	cmd.SetIn(strings.NewReader(stdin))
-	err := cmd.Execute()
-	return out.String(), err
-}
 
 // serveAPI serves h on a loopback httptest server under prefix.
 func serveAPI(t *testing.T, h *JSONAPI, prefix string) string {
@@ -65,7 +47,7 @@ func TestCLIVerbs(t *testing.T) {
 		{args: []string{"stats"}, want: `"puts": `},
 		{args: []string{"flush"}, want: "2\n"},
 	} {
-		out, err := runCLI(t, tc.stdin, tc.args...)
+		out, err := RunCLI(t, tc.stdin, tc.args...)
 		if err != nil || !strings.Contains(out, tc.want) {
 			t.Errorf("tagcache %q = %q, %v; want %q", tc.args, out, err, tc.want)
 		}
@@ -73,7 +55,7 @@ func TestCLIVerbs(t *testing.T) {
 	if n := st.Stats().Items; n != 0 {
 		t.Errorf("%d items after flush", n)
 	}
-	if _, err := runCLI(t, "", "get", "user:1"); err == nil || !strings.Contains(err.Error(), `key "user:1" not found`) {
+	if _, err := RunCLI(t, "", "get", "user:1"); err == nil || !strings.Contains(err.Error(), `key "user:1" not found`) {
 		t.Errorf("get of a missing key: %v; want a not found error", err)
 	}
 }
@@ -111,7 +93,7 @@ func TestCLIErrors(t *testing.T) {
 		if tc.args[0] == "incr" {
 			st.Set("text", []byte("abc"), store.Params{})
 		}
-		_, err := runCLI(t, "", tc.args...)
+		_, err := RunCLI(t, "", tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("tagcache %q: %v; want an error containing %q", tc.args, err, tc.want)
 		}
@@ -121,15 +103,15 @@ func TestCLIErrors(t *testing.T) {
 	t.Setenv("TAGCACHE_ADDRESS", addr)
 	t.Setenv("TAGCACHE_USERNAME", "admin")
 	t.Setenv("TAGCACHE_PASSWORD", "admin-pw")
-	if out, err := runCLI(t, "new-reader-pw\n", "change-password", "-", "--user", "reader"); err != nil || out != "password of reader changed\n" {
+	if out, err := RunCLI(t, "new-reader-pw\n", "change-password", "-", "--user", "reader"); err != nil || out != "password of reader changed\n" {
 		t.Fatalf("change-password = %q, %v", out, err)
 	}
 	t.Setenv("TAGCACHE_USERNAME", "reader")
 	t.Setenv("TAGCACHE_PASSWORD", "new-reader-pw")
-	if _, err := runCLI(t, "", "stats"); err != nil {
+	if _, err := RunCLI(t, "", "stats"); err != nil {
 		t.Errorf("stats with the changed password from the environment: %v", err)
 	}
-	if _, err := runCLI(t, "", "stats", "--password", "reader-pw"); err == nil {
+	if _, err := RunCLI(t, "", "stats", "--password", "reader-pw"); err == nil {
 		t.Error("the old password still works; a flag must override the environment")
 	}
 }
