@@ -98,6 +98,9 @@ func (c *apiClient) do(method, escapedPath string, query url.Values, reqBody, ou
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if uerr, ok := errors.AsType[*url.Error](err); ok {
+			err = uerr.Err // the URL is in the message already
+		}
 		return 0, fmt.Errorf("cannot reach the tagcache API at %s: %v", c.base, err)
 	}
 	defer resp.Body.Close()
