@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -131,20 +130,11 @@ func (API) handleKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	limit, rerr := queryInt(q, "limit", defaultScanLimit, maxScanLimit)
-	if rerr == nil {
-		rerr = checkEncoding(q.Get("encoding"))
-	}
+	page, rerr := keysPage(st, q)
 	if rerr != nil {
 		return rerr.apiError()
 	}
-	cursor, perr := strconv.ParseUint(q.Get("cursor"), 10, 64)
-	if perr != nil && q.Get("cursor") != "" {
-		return badRequest("cursor must be a cursor returned by this route").apiError()
-	}
-	keys, next := scanKeys(st, cursor, limit, q.Get("prefix"))
-	resp := KeysResponse{Store: name, keysResponse: newKeysResponse(keys, q.Get("encoding"))}
-	resp.Cursor = strconv.FormatUint(next, 10)
+	resp := KeysResponse{Store: name, keysResponse: page}
 	return writeAdminJSON(w, resp)
 }
 

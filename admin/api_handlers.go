@@ -216,31 +216,35 @@ const (
 // keys, as Redis's SCAN: pass the returned cursor to continue; "0" means
 // done. A page may hold more keys than limit.
 func (h *JSONAPI) keys(c *call) (int, any) {
-	q := c.r.URL.Query()
+	page, rerr := keysPage(h.store, c.r.URL.Query())
+	if rerr != nil {
+		return rerr.reply()
+	}
+	return http.StatusOK, page
+}
+
+// keysPage reads the page of a walk over st's keys that the query asks for
+// (prefix, cursor, limit, encoding).
+func keysPage(st *store.Store, q url.Values) (keysResponse, *requestError) {
 	limit, rerr := queryInt(q, "limit", defaultScanLimit, maxScanLimit)
 	if rerr == nil {
 		rerr = checkEncoding(q.Get("encoding"))
 	}
 	if rerr != nil {
-		return rerr.reply()
+		return keysResponse{}, rerr
 	}
 	cursor, err := strconv.ParseUint(q.Get("cursor"), 10, 64)
 	if err != nil && q.Get("cursor") != "" {
-		return http.StatusBadRequest, errorBody{Error: "cursor must be a cursor returned by GET /keys"}
+		return keysResponse{}, badRequest("cursor must be a cursor returned by a previous page")
 	}
-	keys, next := scanKeys(h.store, cursor, limit, q.Get("prefix"))
-	resp := newKeysResponse(keys, q.Get("encoding"))
-	resp.Cursor = strconv.FormatUint(next, 10)
-	return http.StatusOK, resp
-}
-
-// scanKeys walks the keys with prefix from cursor on.
-func scanKeys(st *store.Store, cursor uint64, limit int, prefix string) ([]string, uint64) {
 	var match func(string) bool
-	if prefix != "" {
+	if prefix := q.Get("prefix"); prefix != "" {
 		match = func(k string) bool { return strings.HasPrefix(k, prefix) }
 	}
-	return st.Scan(cursor, max(limit, 1), match)
+	keys, next := st.Scan(cursor, max(limit, 1), match)
+	page := newKeysResponse(keys, q.Get("encoding"))
+	page.Cursor = strconv.FormatUint(next, 10)
+	return page, nil
 }
 
 // tags is GET /tags?limit=: tags with their entry counts (default 1000).
