@@ -131,6 +131,9 @@ type Users struct {
 	// verified remembers digests of credentials that passed bcrypt, so that
 	// fronts checking every request (HTTP Basic) pay for bcrypt once.
 	verified map[[sha256.Size]byte]Permission
+	// decoy is the configured hash of the highest cost, which a password
+	// for an unknown user is compared with.
+	decoy    []byte
 	tokenTTL time.Duration
 
 	tokens  *tokenStore
@@ -150,9 +153,6 @@ type Users struct {
 // maxVerified bounds the verified-credentials cache; it is emptied when full.
 const maxVerified = 4096
 
-// dummyHash is compared against for unknown users so that a miss costs as
-// much time as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("tagcache-dummy"), bcrypt.MinCost)
 
 // NewUsers validates cfg and returns its users.
 func NewUsers(cfg Config) (*Users, error) {
@@ -177,6 +177,7 @@ func newUsers(cfg Config, tokens *tokenStore, limiter *loginLimiter, now func() 
 	if u.tokenTTL == 0 {
 		u.tokenTTL = DefaultTokenTTL
 	}
+	decoyCost := 0
 	for _, uc := range cfg.Users {
 		if uc.Username == "" {
 			return nil, fmt.Errorf("auth: user without a name")
@@ -184,7 +185,8 @@ func newUsers(cfg Config, tokens *tokenStore, limiter *loginLimiter, now func() 
 		if _, dup := u.users[uc.Username]; dup {
 			return nil, fmt.Errorf("auth: user %q configured twice", uc.Username)
 		}
-		if _, err := bcrypt.Cost([]byte(uc.Password)); err != nil {
+		cost, err := bcrypt.Cost([]byte(uc.Password))
+		if err != nil {
 			return nil, fmt.Errorf("auth: user %q: password must be a bcrypt hash (use `caddy hash-password`): %v", uc.Username, err)
 		}
 		perm, err := ParsePermissions(uc.Permissions)
@@ -193,6 +195,9 @@ func newUsers(cfg Config, tokens *tokenStore, limiter *loginLimiter, now func() 
 		}
 		hash := []byte(uc.Password)
 		u.users[uc.Username] = &user{hash: hash, configured: hash, perm: perm}
+		if cost > decoyCost {
+			u.decoy, decoyCost = hash, cost
+		}
 	}
 	return u, nil
 }
@@ -224,7 +229,9 @@ func (u *Users) Authenticate(username, password string) (Permission, error) {
 	}
 	u.mu.RUnlock()
 	if usr == nil {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		// Cost as much time as a wrong password, so that response
+		// times do not tell which users exist.
+		bcrypt.CompareHashAndPassword(u.decoy, []byte(password))
 		return 0, ErrBadCredentials
 	}
 	if bcrypt.CompareHashAndPassword(usr.hash, []byte(password)) != nil {
