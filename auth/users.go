@@ -153,7 +153,6 @@ type Users struct {
 // maxVerified bounds the verified-credentials cache; it is emptied when full.
 const maxVerified = 4096
 
-
 // NewUsers validates cfg and returns its users.
 func NewUsers(cfg Config) (*Users, error) {
 	return newUsers(cfg, sharedTokens, sharedLimiter, time.Now)
