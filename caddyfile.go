@@ -56,6 +56,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //		}
 //		auth {
 //			user <username> <bcrypt-hash> [<permission>...]
+//			token_ttl <duration>
 //		}
 //	}
 //
@@ -197,7 +198,8 @@ func (sc *StoreConfig) unmarshalSnapshot(d *caddyfile.Dispenser) error {
 }
 
 // unmarshalAuth parses the `auth { ... }` block. Permissions are read,
-// write, purge, admin or all (the default).
+// write, purge, admin or all (the default); token_ttl is the lifetime of
+// bearer tokens (default 1h).
 func (a *App) unmarshalAuth(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
@@ -217,6 +219,19 @@ func (a *App) unmarshalAuth(d *caddyfile.Dispenser) error {
 				return d.Errf("user '%s': %v", uc.Username, err)
 			}
 			a.Auth.Users = append(a.Auth.Users, uc)
+		case "token_ttl":
+			arg, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			dur, err := parseDuration(arg)
+			if err == nil && dur < 0 {
+				err = fmt.Errorf("duration must be positive")
+			}
+			if err != nil {
+				return d.Errf("token_ttl: %v", err)
+			}
+			a.Auth.TokenTTL = dur
 		default:
 			return d.Errf("unrecognized auth option '%s'", d.Val())
 		}

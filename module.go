@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/tagcache/caddy-tagcache/admin"
 	"github.com/tagcache/caddy-tagcache/auth"
 	"github.com/tagcache/caddy-tagcache/internal/storepool"
 	"github.com/tagcache/caddy-tagcache/store"
@@ -126,7 +127,19 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	// Password changes and token revocations made at run time persist in
+	// Caddy's storage; without users there are none.
+	if users.Enabled() {
+		if err := users.UseStorage(ctx, ctx.Storage(), a.logger.Named("auth")); err != nil {
+			return err
+		}
+	}
 	a.users = users
+
+	// The store metrics (caddy_tagcache_*) go in this config's registry.
+	if err := admin.RegisterMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 
 	a.stores = make(map[string]*store.Store, len(a.Stores))
 	a.created = make(map[string]bool)

@@ -23,7 +23,7 @@ func TestSnapshotAndRestoreRoutes(t *testing.T) {
 	defer storepool.Release("admin-snap")
 	post := func(pattern, body string) (*httptest.ResponseRecorder, error) {
 		rec := httptest.NewRecorder()
-		return rec, route(t, pattern).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, pattern, strings.NewReader(body)))
+		return rec, adminRoute(t, pattern).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, pattern, strings.NewReader(body)))
 	}
 	// Without a snapshot configured the store has nothing to write to.
 	var apiErr caddy.APIError

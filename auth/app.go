@@ -1,7 +1,13 @@
 // Package auth is shared by every tagcache front (HTTP handler, protocol
 // listeners, JSON API): it declares how a front reaches the tagcache app.
-// It also holds the users, password hashes and permissions that every front
-// checks credentials against.
+// It also holds what every front checks credentials against: the users,
+// their bcrypt hashes and permissions, bearer tokens, the per-client limit
+// on failed logins, and password changes persisted in Caddy's storage.
+//
+// A front gets a *Users from App.Users. An HTTP front calls
+// Users.AuthenticateRequest (Basic or bearer, loopback-only without
+// users) and maps its errors with StatusCode; a protocol front calls
+// Users.Login with the client's IP for a password, or Users.CheckToken.
 package auth
 
 import "github.com/tagcache/caddy-tagcache/store"

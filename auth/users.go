@@ -7,7 +7,12 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -77,7 +82,15 @@ type Config struct {
 	// auth refuse clients that are not on loopback; there is never a
 	// built-in default password. Default: none.
 	Users []UserConfig `json:"users,omitempty"`
+
+	// TokenTTL is how long a bearer token from a login stays valid. A
+	// change applies to tokens issued after it. Default: 1h.
+	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
 }
+
+// DefaultTokenTTL is the lifetime of a bearer token when Config.TokenTTL is
+// not set.
+const DefaultTokenTTL = time.Hour
 
 // UserConfig is one user.
 type UserConfig struct {
@@ -96,30 +109,74 @@ type UserConfig struct {
 var ErrBadCredentials = errors.New("invalid username or password")
 
 type user struct {
+	// hash is the hash in effect: the configured one, or the one a
+	// password change stored (see passwords.go).
 	hash []byte
-	perm Permission
+	// configured is the hash from the config.
+	configured []byte
+	perm       Permission
 }
 
-// Users checks passwords against the configured bcrypt hashes. It is safe
-// for concurrent use.
+// Users checks passwords against the configured bcrypt hashes, issues and
+// checks bearer tokens and changes passwords at run time. It is safe for
+// concurrent use.
+//
+// The app builds a new Users on every config load. What must outlive a
+// reload is not in it: tokens and failed-login counts live in package-level
+// state shared by every Users (so a rotate affects every front and a reload
+// keeps them), and password changes live in Caddy's storage.
 type Users struct {
 	mu    sync.RWMutex
 	users map[string]*user
 	// verified remembers digests of credentials that passed bcrypt, so that
 	// fronts checking every request (HTTP Basic) pay for bcrypt once.
 	verified map[[sha256.Size]byte]Permission
+	// decoy is the configured hash of the highest cost, which a password
+	// for an unknown user is compared with.
+	decoy    []byte
+	tokenTTL time.Duration
+
+	tokens  *tokenStore
+	limiter *loginLimiter
+	now     func() time.Time
+
+	// storage keeps password changes and token revocations; nil keeps
+	// them in memory only (see UseStorage).
+	storage certmagic.Storage
+	logger  *zap.Logger
+	// nextSync is when (Unix ns) storage is next read for changes made by
+	// other Caddy instances; syncing is held by the one caller reading it.
+	nextSync atomic.Int64
+	syncing  atomic.Bool
 }
 
 // maxVerified bounds the verified-credentials cache; it is emptied when full.
 const maxVerified = 4096
 
-// dummyHash is compared against for unknown users so that a miss costs as
-// much time as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("tagcache-dummy"), bcrypt.MinCost)
-
 // NewUsers validates cfg and returns its users.
 func NewUsers(cfg Config) (*Users, error) {
-	u := &Users{users: make(map[string]*user), verified: make(map[[sha256.Size]byte]Permission)}
+	return newUsers(cfg, sharedTokens, sharedLimiter, time.Now)
+}
+
+// newUsers is NewUsers with its own token store, limiter and clock, for
+// tests.
+func newUsers(cfg Config, tokens *tokenStore, limiter *loginLimiter, now func() time.Time) (*Users, error) {
+	if cfg.TokenTTL < 0 {
+		return nil, fmt.Errorf("auth: token_ttl must be positive, got %v", time.Duration(cfg.TokenTTL))
+	}
+	u := &Users{
+		users:    make(map[string]*user),
+		verified: make(map[[sha256.Size]byte]Permission),
+		tokenTTL: time.Duration(cfg.TokenTTL),
+		tokens:   tokens,
+		limiter:  limiter,
+		now:      now,
+		logger:   zap.NewNop(),
+	}
+	if u.tokenTTL == 0 {
+		u.tokenTTL = DefaultTokenTTL
+	}
+	decoyCost := 0
 	for _, uc := range cfg.Users {
 		if uc.Username == "" {
 			return nil, fmt.Errorf("auth: user without a name")
@@ -127,14 +184,19 @@ func NewUsers(cfg Config) (*Users, error) {
 		if _, dup := u.users[uc.Username]; dup {
 			return nil, fmt.Errorf("auth: user %q configured twice", uc.Username)
 		}
-		if _, err := bcrypt.Cost([]byte(uc.Password)); err != nil {
+		cost, err := bcrypt.Cost([]byte(uc.Password))
+		if err != nil {
 			return nil, fmt.Errorf("auth: user %q: password must be a bcrypt hash (use `caddy hash-password`): %v", uc.Username, err)
 		}
 		perm, err := ParsePermissions(uc.Permissions)
 		if err != nil {
 			return nil, fmt.Errorf("auth: user %q: %v", uc.Username, err)
 		}
-		u.users[uc.Username] = &user{hash: []byte(uc.Password), perm: perm}
+		hash := []byte(uc.Password)
+		u.users[uc.Username] = &user{hash: hash, configured: hash, perm: perm}
+		if cost > decoyCost {
+			u.decoy, decoyCost = hash, cost
+		}
 	}
 	return u, nil
 }
@@ -146,9 +208,14 @@ func (u *Users) Enabled() bool {
 	return len(u.users) > 0
 }
 
+// TokenTTL is the lifetime of the bearer tokens IssueToken makes.
+func (u *Users) TokenTTL() time.Duration { return u.tokenTTL }
+
 // Authenticate checks a username and password and returns the user's
-// permissions, or ErrBadCredentials.
+// permissions, or ErrBadCredentials. It does not count failures; fronts
+// facing untrusted clients use Login.
 func (u *Users) Authenticate(username, password string) (Permission, error) {
+	u.syncIfDue()
 	u.mu.RLock()
 	usr := u.users[username]
 	var digest [sha256.Size]byte
@@ -161,7 +228,9 @@ func (u *Users) Authenticate(username, password string) (Permission, error) {
 	}
 	u.mu.RUnlock()
 	if usr == nil {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		// Cost as much time as a wrong password, so that response
+		// times do not tell which users exist.
+		bcrypt.CompareHashAndPassword(u.decoy, []byte(password))
 		return 0, ErrBadCredentials
 	}
 	if bcrypt.CompareHashAndPassword(usr.hash, []byte(password)) != nil {
@@ -174,6 +243,22 @@ func (u *Users) Authenticate(username, password string) (Permission, error) {
 	u.verified[digest] = usr.perm
 	u.mu.Unlock()
 	return usr.perm, nil
+}
+
+// Login is Authenticate with a limit on failures per client (an IP
+// address, or any string naming the client): after 10 failed attempts in a
+// minute the client gets a *RateLimitError, even for good credentials,
+// until the minute is over.
+func (u *Users) Login(client, username, password string) (Permission, error) {
+	now := u.now()
+	if wait := u.limiter.wait(client, now); wait > 0 {
+		return 0, &RateLimitError{RetryAfter: wait}
+	}
+	perm, err := u.Authenticate(username, password)
+	if err != nil {
+		u.limiter.fail(client, now)
+	}
+	return perm, err
 }
 
 // credentialDigest keys the verified cache; the hash is part of it so that

@@ -72,3 +72,33 @@ func TestParsePermissions(t *testing.T) {
 		t.Fatalf("no names = %v, want all", p)
 	}
 }
+
+// TestDecoyHash checks that a password for an unknown user is checked
+// against the configured hash of the highest cost, so that it takes as
+// long as a wrong password for a real user.
+func TestDecoyHash(t *testing.T) {
+	cheap := hash(t, "a")
+	dear, err := bcrypt.GenerateFromPassword([]byte("b"), bcrypt.MinCost+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := NewUsers(Config{Users: []UserConfig{
+		{Username: "cheap", Password: cheap},
+		{Username: "dear", Password: string(dear)},
+		{Username: "cheap2", Password: hash(t, "c")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(u.decoy) != string(dear) {
+		t.Errorf("decoy has cost %d; want the highest configured cost %d", mustCost(t, u.decoy), bcrypt.MinCost+1)
+	}
+}
+
+func mustCost(t *testing.T, h []byte) int {
+	c, err := bcrypt.Cost(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
