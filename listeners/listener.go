@@ -147,7 +147,7 @@ func (l *Listener) Provision(ctx caddy.Context, app auth.App) error {
 	}
 	l.protocol = mod.(Protocol)
 	l.protoName = caddy.GetModuleName(mod)
-	l.logger = ctx.Logger().With(zap.String("protocol", l.protoName), zap.String("address", l.addr.String()))
+	l.logger = ctx.Logger().Named("listeners").With(zap.String("protocol", l.protoName), zap.String("address", l.addr.String()))
 
 	if l.store, err = app.Store(l.Store); err != nil {
 		return err
@@ -281,6 +281,7 @@ func (l *Listener) Stop() error {
 	}
 	releaseCounters(l.protoName, l.addr.String())
 	l.ln = nil
+	l.logger.Info("stopped listening")
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
