@@ -95,12 +95,13 @@ type Listener struct {
 	logger       *zap.Logger
 
 	// Set by Start.
-	ln       net.Listener
-	counters *counters
-	stopping atomic.Bool
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	conns    map[*conn]struct{}
+	ln        net.Listener
+	counters  *counters
+	stopping  atomic.Bool
+	rejecting atomic.Int32
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	conns     map[*conn]struct{}
 }
 
 // maxItemSizer is implemented by the tagcache app: it tells how large a
@@ -114,8 +115,13 @@ type maxItemSizer interface {
 const stopGrace = 5 * time.Second
 
 // rejectTimeout bounds writing the busy reply to a client over
-// max_connections.
-const rejectTimeout = 2 * time.Second
+// max_connections (with TLS, the handshake comes first); beyond
+// maxRejecting such replies in flight, clients over the limit are just
+// disconnected.
+const (
+	rejectTimeout = 2 * time.Second
+	maxRejecting  = 64
+)
 
 // Provision loads the protocol, resolves the store and checks the settings.
 // It binds nothing and starts nothing: `caddy validate` runs it.
@@ -311,29 +317,49 @@ func (l *Listener) accept(ln net.Listener, tlsConfig *tls.Config) {
 		if tlsConfig != nil {
 			sc = tls.Server(c, tlsConfig)
 		}
-		if !l.track(c) {
+		switch l.track(c) {
+		case trackOK:
+			l.wg.Add(1)
+			go l.serve(c, sc)
+		case trackFull:
 			l.counters.rejectedConns.Add(1)
+			if l.rejecting.Add(1) > maxRejecting {
+				l.rejecting.Add(-1)
+				nc.Close()
+				continue
+			}
 			l.wg.Add(1)
 			go l.reject(sc)
-			continue
+		case trackStopping:
+			nc.Close()
 		}
-		l.wg.Add(1)
-		go l.serve(c, sc)
 	}
 }
 
+type trackResult int
+
+const (
+	trackOK trackResult = iota
+	trackFull
+	trackStopping
+)
+
 // track registers a new connection, unless the listener is at
-// max_connections or stopping.
-func (l *Listener) track(c *conn) bool {
+// max_connections or stopping. Stop sets stopping before it stops the
+// registered connections, under the same lock, so none slips through.
+func (l *Listener) track(c *conn) trackResult {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.conns) >= l.MaxConnections || l.stopping.Load() {
-		return false
+	switch {
+	case l.stopping.Load():
+		return trackStopping
+	case len(l.conns) >= l.MaxConnections:
+		return trackFull
 	}
 	l.conns[c] = struct{}{}
 	l.counters.currentConns.Add(1)
 	l.counters.totalConns.Add(1)
-	return true
+	return trackOK
 }
 
 func (l *Listener) untrack(c *conn) {
@@ -347,6 +373,7 @@ func (l *Listener) untrack(c *conn) {
 // to, and disconnects it.
 func (l *Listener) reject(sc net.Conn) {
 	defer l.wg.Done()
+	defer l.rejecting.Add(-1)
 	defer sc.Close()
 	if br, ok := l.protocol.(BusyReplier); ok {
 		_ = sc.SetDeadline(time.Now().Add(rejectTimeout))
