@@ -137,13 +137,9 @@ func (a *App) unmarshalStore(d *caddyfile.Dispenser) error {
 		case "max_memory":
 			sc.MaxMemory, err = parseSize(arg, math.MaxInt64)
 		case "max_item_size":
-			var n int64
-			n, err = parseSize(arg, math.MaxInt)
-			sc.MaxItemSize = int(n)
+			sc.MaxItemSize, err = parseIntSize(arg, math.MaxInt)
 		case "max_key_length":
-			var n int64
-			n, err = parseSize(arg, math.MaxInt)
-			sc.MaxKeyLength = int(n)
+			sc.MaxKeyLength, err = parseIntSize(arg, math.MaxInt)
 		case "shards":
 			sc.Shards, err = parseCount(arg)
 		case "max_tags_per_key":
@@ -239,13 +235,9 @@ func unmarshalListen(d *caddyfile.Dispenser) (*listeners.Listener, error) {
 		case "idle_timeout":
 			l.IdleTimeout, err = parseDuration(arg)
 		case "max_line_length":
-			var n int64
-			n, err = parseSize(arg, math.MaxInt32)
-			l.MaxLineLength = int(n)
+			l.MaxLineLength, err = parseIntSize(arg, math.MaxInt32)
 		case "max_value_size":
-			var n int64
-			n, err = parseSize(arg, store.MaxItemSizeLimit)
-			l.MaxValueSize = int(n)
+			l.MaxValueSize, err = parseIntSize(arg, store.MaxItemSizeLimit)
 		}
 		if err != nil {
 			return nil, d.Errf("listen %s %s: %s: %v", protocol, address, opt, err)
@@ -274,6 +266,12 @@ func parseSize(s string, limit int64) (int64, error) {
 		return 0, fmt.Errorf("size '%s' out of range", s)
 	}
 	return int64(n), nil
+}
+
+// parseIntSize is parseSize for settings held in an int.
+func parseIntSize(s string, limit int) (int, error) {
+	n, err := parseSize(s, int64(limit))
+	return int(n), err
 }
 
 // parseCount parses a positive integer.

@@ -45,7 +45,9 @@ func TestValidateBindsNothing(t *testing.T) {
 	if !portFree(t, "127.0.0.1:19105") {
 		t.Error("caddy.Validate left the listener's port bound")
 	}
-	if got := listenerGoroutines(); got != before {
+	// Connections of the other tests' listeners may still be ending, so
+	// the count can drop; it must not grow.
+	if got := listenerGoroutines(); got > before {
 		t.Errorf("caddy.Validate left %d listener goroutines, %d before", got, before)
 	}
 	listeners.Range(func(st listeners.Stats) bool {

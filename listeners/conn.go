@@ -50,13 +50,8 @@ type conn struct {
 }
 
 func (c *conn) Read(p []byte) (int, error) {
-	if c.idle > 0 {
-		if until := time.Now().Add(c.idle); until.Sub(c.readUntil) > c.idle/16 {
-			if err := c.Conn.SetReadDeadline(until); err != nil {
-				return 0, err
-			}
-			c.readUntil = until
-		}
+	if err := c.extend(&c.readUntil, c.Conn.SetReadDeadline); err != nil {
+		return 0, err
 	}
 	// Checked after the deadline is set: if stop ran before this check,
 	// its deadline in the past was set after ours and wins.
@@ -72,17 +67,26 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 func (c *conn) Write(p []byte) (int, error) {
-	if c.idle > 0 {
-		if until := time.Now().Add(c.idle); until.Sub(c.writeUntil) > c.idle/16 {
-			if err := c.Conn.SetWriteDeadline(until); err != nil {
-				return 0, err
-			}
-			c.writeUntil = until
-		}
+	if err := c.extend(&c.writeUntil, c.Conn.SetWriteDeadline); err != nil {
+		return 0, err
 	}
 	n, err := c.Conn.Write(p)
 	c.counters.bytesWritten.Add(uint64(n))
 	return n, err
+}
+
+// extend pushes the deadline last set to *until forward with set, if it is
+// due.
+func (c *conn) extend(until *time.Time, set func(time.Time) error) error {
+	if c.idle <= 0 {
+		return nil
+	}
+	next := time.Now().Add(c.idle)
+	if next.Sub(*until) <= c.idle/16 {
+		return nil
+	}
+	*until = next
+	return set(next)
 }
 
 // stop makes the session end once it has answered what it already read:

@@ -204,10 +204,6 @@ func (l *Listener) Provision(ctx caddy.Context, app auth.App) error {
 	return nil
 }
 
-// Key identifies the listener: its protocol and address. No two listeners
-// of one config may share an address.
-func (l *Listener) Key() string { return statsKey(l.protoName, l.addr.String()) }
-
 // NetworkAddress returns the parsed address; valid after Provision.
 func (l *Listener) NetworkAddress() caddy.NetworkAddress { return l.addr }
 

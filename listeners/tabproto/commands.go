@@ -206,14 +206,7 @@ func (c *client) get(args [][]byte) {
 }
 
 func (c *client) del(args [][]byte) {
-	switch err := c.s.Store.Delete(str(args[0])); {
-	case err == nil:
-		c.reply("DEL ok")
-	case errors.Is(err, store.ErrNotFound):
-		c.reply("DEL nf")
-	default:
-		c.fail(err.Error())
-	}
+	c.outcome(c.s.Store.Delete(str(args[0])), "DEL ok", "DEL nf")
 }
 
 func (c *client) invTag(args [][]byte) {
@@ -284,14 +277,7 @@ func (c *client) touch(args [][]byte) {
 	if !ok {
 		return
 	}
-	switch err := c.s.Store.Touch(str(args[0]), expires); {
-	case err == nil:
-		c.reply("OK")
-	case errors.Is(err, store.ErrNotFound):
-		c.reply("NF")
-	default:
-		c.fail(err.Error())
-	}
+	c.outcome(c.s.Store.Touch(str(args[0]), expires), "OK", "NF")
 }
 
 func (c *client) ttl(args [][]byte) {
@@ -367,6 +353,19 @@ func (c *client) expires(ttl []byte) (int64, bool) {
 		return 0, false
 	}
 	return c.s.Store.ExpiresIn(time.Duration(ms) * time.Millisecond), true
+}
+
+// outcome answers a command on one entry: ok if it succeeded, notFound if
+// there was no entry, else the error.
+func (c *client) outcome(err error, ok, notFound string) {
+	switch {
+	case err == nil:
+		c.reply(ok)
+	case errors.Is(err, store.ErrNotFound):
+		c.reply(notFound)
+	default:
+		c.fail(err.Error())
+	}
 }
 
 // reply writes a whole reply line.
