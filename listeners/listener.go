@@ -208,9 +208,9 @@ func (l *Listener) Provision(ctx caddy.Context, app auth.App) error {
 func (l *Listener) NetworkAddress() caddy.NetworkAddress { return l.addr }
 
 // defaultServerName is the certificate name used when TLS names none: the
-// listener's host, or localhost.
+// listener's host, or localhost for a unix socket or all interfaces.
 func (l *Listener) defaultServerName() string {
-	if l.addr.IsUnixNetwork() || l.addr.Host == "" {
+	if ip := net.ParseIP(l.addr.Host); l.addr.IsUnixNetwork() || l.addr.Host == "" || ip != nil && ip.IsUnspecified() {
 		return "localhost"
 	}
 	return l.addr.Host

@@ -272,3 +272,22 @@ func TestStatsKeptAcrossReload(t *testing.T) {
 	}
 	releaseCounters("test", "reload:1")
 }
+
+func TestDefaultServerName(t *testing.T) {
+	for addr, want := range map[string]string{
+		":1984":                  "localhost",
+		"0.0.0.0:1984":           "localhost",
+		"[::]:1984":              "localhost",
+		"127.0.0.1:1984":         "127.0.0.1",
+		"cache.example.com:1984": "cache.example.com",
+		"unix//run/tc.sock":      "localhost",
+	} {
+		na, err := caddy.ParseNetworkAddress(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := (&Listener{addr: na}).defaultServerName(); got != want {
+			t.Errorf("certificate name for %s = %q; want %q", addr, got, want)
+		}
+	}
+}
