@@ -13,6 +13,8 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/tagcache/caddy-tagcache/auth"
+	"github.com/tagcache/caddy-tagcache/listeners"
+	"github.com/tagcache/caddy-tagcache/store"
 )
 
 func init() {
@@ -58,12 +60,28 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //			user <username> <bcrypt-hash> [<permission>...]
 //			token_ttl <duration>
 //		}
+//		listen <protocol> <address> {
+//			store           <name>
+//			tls             [internal] [<names>...]
+//			auth            required
+//			max_connections <count>
+//			idle_timeout    <duration>
+//			max_line_length <size>
+//			max_value_size  <size>
+//		}
 //	}
 //
 // A `store` without a name configures the store named `default`, which
 // exists even if it is not configured; a bare `tagcache` gives just that
 // store with default settings. Sizes are bytes or human sizes such as
 // 512MiB, 64MB or 1KiB; durations are Caddy durations such as 500ms or 1s.
+//
+// Each `listen` serves a store over a wire protocol, the module
+// tagcache.listeners.<protocol> (tcp, memcached), on a network address
+// such as :11211 or unix//run/tagcache.sock; its block is optional. `tls`
+// alone takes a certificate for the listener's host (localhost if none);
+// `internal` has Caddy's internal CA issue it. A negative idle_timeout
+// disables it.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume option name
 	if d.NextArg() {
@@ -79,6 +97,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := a.unmarshalAuth(d); err != nil {
 				return err
 			}
+		case "listen":
+			l, err := unmarshalListen(d)
+			if err != nil {
+				return err
+			}
+			a.Listeners = append(a.Listeners, l)
 		default:
 			return d.Errf("unrecognized tagcache option '%s'", d.Val())
 		}
@@ -125,13 +149,9 @@ func (a *App) unmarshalStore(d *caddyfile.Dispenser) error {
 		case "max_memory":
 			sc.MaxMemory, err = parseSize(arg, math.MaxInt64)
 		case "max_item_size":
-			var n int64
-			n, err = parseSize(arg, math.MaxInt)
-			sc.MaxItemSize = int(n)
+			sc.MaxItemSize, err = parseIntSize(arg, math.MaxInt)
 		case "max_key_length":
-			var n int64
-			n, err = parseSize(arg, math.MaxInt)
-			sc.MaxKeyLength = int(n)
+			sc.MaxKeyLength, err = parseIntSize(arg, math.MaxInt)
 		case "shards":
 			sc.Shards, err = parseCount(arg)
 		case "max_tags_per_key":
@@ -239,6 +259,65 @@ func (a *App) unmarshalAuth(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// unmarshalListen parses one `listen <protocol> <address> { ... }` line.
+func unmarshalListen(d *caddyfile.Dispenser) (*listeners.Listener, error) {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return nil, d.Errf("listen needs a protocol and an address, as in: listen memcached :11211")
+	}
+	protocol, address := args[0], args[1]
+	if _, err := caddy.ParseNetworkAddress(address); err != nil {
+		return nil, d.Errf("listen %s: invalid address '%s': %v", protocol, address, err)
+	}
+	l := &listeners.Listener{
+		Address:     address,
+		ProtocolRaw: caddyconfig.JSONModuleObject(struct{}{}, "protocol", protocol, nil),
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "tls":
+			l.TLS = new(listeners.TLS)
+			for _, arg := range d.RemainingArgs() {
+				if arg == "internal" {
+					l.TLS.Internal = true
+				} else {
+					l.TLS.Names = append(l.TLS.Names, arg)
+				}
+			}
+			continue
+		case "store", "auth", "max_connections", "idle_timeout", "max_line_length", "max_value_size":
+		default:
+			return nil, d.Errf("listen %s %s: unrecognized option '%s'", protocol, address, opt)
+		}
+		arg, err := singleArg(d)
+		if err != nil {
+			return nil, err
+		}
+		switch opt {
+		case "store":
+			l.Store = arg
+		case "auth":
+			if arg != listeners.AuthRequired {
+				return nil, d.Errf("listen %s %s: auth: want 'required', got '%s'", protocol, address, arg)
+			}
+			l.Auth = arg
+		case "max_connections":
+			l.MaxConnections, err = parseCount(arg)
+		case "idle_timeout":
+			l.IdleTimeout, err = parseDuration(arg)
+		case "max_line_length":
+			l.MaxLineLength, err = parseIntSize(arg, math.MaxInt32)
+		case "max_value_size":
+			l.MaxValueSize, err = parseIntSize(arg, store.MaxItemSizeLimit)
+		}
+		if err != nil {
+			return nil, d.Errf("listen %s %s: %s: %v", protocol, address, opt, err)
+		}
+	}
+	return l, nil
+}
+
 // singleArg returns the one argument of the current subdirective.
 func singleArg(d *caddyfile.Dispenser) (string, error) {
 	args := d.RemainingArgs()
@@ -259,6 +338,12 @@ func parseSize(s string, limit int64) (int64, error) {
 		return 0, fmt.Errorf("size '%s' out of range", s)
 	}
 	return int64(n), nil
+}
+
+// parseIntSize is parseSize for settings held in an int.
+func parseIntSize(s string, limit int) (int, error) {
+	n, err := parseSize(s, int64(limit))
+	return int(n), err
 }
 
 // parseCount parses a positive integer.

@@ -17,6 +17,7 @@ import (
 	"github.com/tagcache/caddy-tagcache/admin"
 	"github.com/tagcache/caddy-tagcache/auth"
 	"github.com/tagcache/caddy-tagcache/internal/storepool"
+	"github.com/tagcache/caddy-tagcache/listeners"
 	"github.com/tagcache/caddy-tagcache/store"
 )
 
@@ -43,6 +44,13 @@ type App struct {
 	// listeners, JSON API) authenticates. Default: no users, so fronts that
 	// need auth accept loopback clients only.
 	Auth *auth.Config `json:"auth,omitempty"`
+
+	// Listeners serve the stores over wire protocols (`tcp` for the
+	// tab-delimited TagCache protocol, `memcached`), each on its own
+	// address with its own TLS, auth and limits. A reload keeps their
+	// ports open and their stores' data; connections of the old config
+	// are closed after the command they are answering. Default: none.
+	Listeners []*listeners.Listener `json:"listeners,omitempty"`
 
 	users    *auth.Users
 	stores   map[string]*store.Store
@@ -161,6 +169,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 				zap.Int("configured_shards", want))
 		}
 	}
+
+	seen := make(map[string]int, len(a.Listeners))
+	for i, l := range a.Listeners {
+		if l == nil {
+			return fmt.Errorf("listener %d: empty", i)
+		}
+		if err := l.Provision(ctx, a); err != nil {
+			return fmt.Errorf("listener %d (%s): %v", i, l.Address, err)
+		}
+		addr := l.NetworkAddress().String()
+		if j, dup := seen[addr]; dup {
+			return fmt.Errorf("listener %d: address %s is already used by listener %d", i, addr, j)
+		}
+		seen[addr] = i
+	}
 	return nil
 }
 
@@ -180,26 +203,45 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start applies the configured settings to every store and starts their
-// background sweepers. For a store kept from the previous config this is
-// where a changed memory budget takes effect, evicting at once if the store
-// is over it.
+// Start applies the configured settings to every store, starts their
+// background sweepers and then the listeners. For a store kept from the
+// previous config this is where a changed memory budget takes effect,
+// evicting at once if the store is over it.
 func (a *App) Start() error {
 	for _, name := range a.storeNames() {
 		if err := a.stores[name].Reconfigure(a.Stores[name].storeConfig()); err != nil {
 			return fmt.Errorf("store %q: %v", name, err)
 		}
 	}
+	// Snapshots load before the listeners open, so that no client sees a
+	// store half loaded.
 	a.startSnapshots()
+	for i, l := range a.Listeners {
+		if err := l.Start(); err != nil {
+			// Caddy does not stop an app whose Start failed.
+			for _, started := range a.Listeners[:i] {
+				_ = started.Stop()
+			}
+			a.stopSnapshots()
+			return fmt.Errorf("listener %d: %v", i, err)
+		}
+	}
 	return nil
 }
 
-// Stop stops the periodic snapshots and, if Caddy is exiting, writes the
-// snapshots configured for shutdown. The stores and their sweepers outlive
-// the config so that the next one keeps their data; Cleanup releases them.
+// Stop stops the listeners, then the periodic snapshots; if Caddy is
+// exiting it writes the snapshots configured for shutdown, after the last
+// client write. The stores and their sweepers outlive the config so that the
+// next one keeps their data; Cleanup releases them.
 func (a *App) Stop() error {
+	var firstErr error
+	for i, l := range a.Listeners {
+		if err := l.Stop(); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("listener %d: %v", i, err)
+		}
+	}
 	a.stopSnapshots()
-	return nil
+	return firstErr
 }
 
 // Cleanup releases the stores acquired in Provision; a store that no loaded
@@ -231,6 +273,18 @@ func (a *App) Store(name string) (*store.Store, error) {
 
 // Users returns the configured users; it is valid from Provision on.
 func (a *App) Users() *auth.Users { return a.users }
+
+// MaxItemSize returns the largest value the named store accepts ("" means
+// the default store), the default of a listener's max_value_size.
+func (a *App) MaxItemSize(name string) int {
+	if name == "" {
+		name = DefaultStore
+	}
+	if sc := a.Stores[name]; sc != nil && sc.MaxItemSize > 0 {
+		return sc.MaxItemSize
+	}
+	return store.DefaultMaxItemSize
+}
 
 // storeNames returns the configured store names in a stable order.
 func (a *App) storeNames() []string {

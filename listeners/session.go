@@ -26,6 +26,26 @@ type Protocol interface {
 	Serve(s *Session) error
 }
 
+// BusyReplier is implemented by protocols that tell a client refused at
+// max_connections why, in the protocol's own form. The listener writes the
+// reply and closes the connection; without it, the connection is just
+// closed.
+type BusyReplier interface {
+	// BusyReply returns the bytes to send, for example
+	// "SERVER_ERROR too many open connections\r\n".
+	BusyReply() []byte
+}
+
+// LineLimiter is implemented by protocols whose command lines carry values
+// (so the default longest line depends on the largest value) or are
+// otherwise longer than the framework's default of 2048 bytes.
+type LineLimiter interface {
+	// DefaultMaxLineLength returns the longest line to accept when
+	// max_line_length is not configured, given the largest value the
+	// listener accepts.
+	DefaultMaxLineLength(maxValueSize int) int
+}
+
 // Session is one client connection of a protocol listener.
 type Session struct {
 	Conn net.Conn
@@ -42,6 +62,12 @@ type Session struct {
 	authRequired bool
 	perm         auth.Permission
 	username     string
+
+	// counters are the listener's stats (nil for a session made outside
+	// a listener); commands and errors are counted here and added to them
+	// once per batch, so that the hot path touches no shared memory.
+	counters         *counters
+	commands, errors uint64
 }
 
 // Limits bound what one client may send.
@@ -77,6 +103,9 @@ func (s *Session) Username() string { return s.username }
 func (s *Session) Authenticate(username, password string) error {
 	perm, err := s.App.Users().Authenticate(username, password)
 	if err != nil {
+		if s.counters != nil {
+			s.counters.authFailures.Add(1)
+		}
 		return err
 	}
 	s.perm, s.username = perm, username
@@ -86,11 +115,34 @@ func (s *Session) Authenticate(username, password string) error {
 // Can reports whether the session has every right in p.
 func (s *Session) Can(p auth.Permission) bool { return s.perm.Has(p) }
 
+// CountCommand counts one answered command for the listener's stats;
+// failed counts it as an error too.
+func (s *Session) CountCommand(failed bool) {
+	s.commands++
+	if failed {
+		s.errors++
+	}
+}
+
 // FlushIfIdle flushes the replies once the client's pipelined input is used
 // up, so that a batch of commands is answered with one write.
 func (s *Session) FlushIfIdle() error {
 	if s.R.Buffered() == 0 {
+		s.publishCounts()
 		return s.W.Flush()
 	}
 	return nil
+}
+
+// publishCounts adds the commands counted since the last call to the
+// listener's stats.
+func (s *Session) publishCounts() {
+	if s.counters == nil || s.commands == 0 {
+		return
+	}
+	s.counters.commands.Add(s.commands)
+	if s.errors > 0 {
+		s.counters.errors.Add(s.errors)
+	}
+	s.commands, s.errors = 0, 0
 }

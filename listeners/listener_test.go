@@ -1,0 +1,293 @@
+package listeners
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/tagcache/caddy-tagcache/auth"
+	"github.com/tagcache/caddy-tagcache/store"
+)
+
+// lineProtocol is a test protocol: it answers each line with "> line",
+// except "PANIC", which panics, and "SLOW", which blocks until release is
+// closed before answering.
+type lineProtocol struct {
+	release chan struct{}
+	slow    chan struct{} // gets a value when a SLOW command starts
+}
+
+func (p *lineProtocol) Serve(s *Session) error {
+	for {
+		line, err := s.R.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		line = strings.TrimSuffix(line, "\n")
+		switch line {
+		case "PANIC":
+			panic("test panic")
+		case "SLOW":
+			p.slow <- struct{}{}
+			<-p.release
+		}
+		s.W.WriteString("> " + line + "\n")
+		s.CountCommand(line == "FAIL")
+		if err := s.FlushIfIdle(); err != nil {
+			return err
+		}
+	}
+}
+
+func (*lineProtocol) BusyReply() []byte { return []byte("BUSY\n") }
+
+type testApp struct {
+	st    *store.Store
+	users *auth.Users
+}
+
+func (a testApp) Store(string) (*store.Store, error) { return a.st, nil }
+func (a testApp) Users() *auth.Users                 { return a.users }
+
+// startListener serves p on a loopback port with the given limits; the
+// listener is stopped at the end of the test.
+func startListener(t *testing.T, p Protocol, maxConns int, idle time.Duration) *Listener {
+	t.Helper()
+	st, err := store.New(store.Config{SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := caddy.ParseNetworkAddress(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Listener{
+		MaxConnections: maxConns,
+		addr:           addr,
+		protocol:       p,
+		protoName:      "test",
+		app:            testApp{st: st},
+		store:          st,
+		idle:           idle,
+		limits:         Limits{MaxLineLength: DefaultMaxLineLength, MaxValueSize: store.DefaultMaxItemSize},
+		logger:         zap.NewNop(),
+	}
+	l.run(ln, nil)
+	t.Cleanup(func() { l.Stop() })
+	return l
+}
+
+type testClient struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dial(t *testing.T, l *Listener) *testClient {
+	t.Helper()
+	c, err := net.Dial("tcp", l.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	// Bounds every read so that a broken server fails the test rather
+	// than hanging it.
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return &testClient{t: t, conn: c, r: bufio.NewReader(c)}
+}
+
+func (c *testClient) send(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.conn, s); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *testClient) expect(want string) {
+	c.t.Helper()
+	got, err := c.r.ReadString('\n')
+	if err != nil || got != want {
+		c.t.Fatalf("read %q, %v; want %q", got, err, want)
+	}
+}
+
+// expectClosed checks that the server closes the connection.
+func (c *testClient) expectClosed() {
+	c.t.Helper()
+	if line, err := c.r.ReadString('\n'); !errors.Is(err, io.EOF) {
+		c.t.Fatalf("read %q, %v; want the connection closed", line, err)
+	}
+}
+
+func statsOf(t *testing.T, l *Listener) Stats {
+	t.Helper()
+	var found *Stats
+	Range(func(st Stats) bool {
+		if st.Protocol == l.protoName && st.Address == l.addr.String() {
+			found = &st
+			return false
+		}
+		return true
+	})
+	if found == nil {
+		t.Fatalf("no stats for %s", l.addr)
+	}
+	return *found
+}
+
+func TestPipelinedCommandsAndStats(t *testing.T) {
+	l := startListener(t, &lineProtocol{}, 10, time.Minute)
+	c := dial(t, l)
+	c.send("a\nFAIL\nc\n")
+	c.expect("> a\n")
+	c.expect("> FAIL\n")
+	c.expect("> c\n")
+
+	st := statsOf(t, l)
+	if st.Commands != 3 || st.Errors != 1 || st.CurrentConnections != 1 || st.TotalConnections != 1 {
+		t.Errorf("stats = %+v; want 3 commands, 1 error, 1 current and 1 total connection", st)
+	}
+	// Written bytes are counted once the write returns, which may be
+	// after the client read them; the next command orders the two.
+	c.send("d\n")
+	c.expect("> d\n")
+	if st := statsOf(t, l); st.BytesRead != 11 || st.BytesWritten < 15 {
+		t.Errorf("stats count %d bytes read, %d written; want 11 and at least 15", st.BytesRead, st.BytesWritten)
+	}
+}
+
+func TestMaxConnections(t *testing.T) {
+	l := startListener(t, &lineProtocol{}, 2, time.Minute)
+	a, b := dial(t, l), dial(t, l)
+	a.send("a\n")
+	a.expect("> a\n")
+	b.send("b\n")
+	b.expect("> b\n")
+
+	over := dial(t, l)
+	over.expect("BUSY\n")
+	over.expectClosed()
+	if st := statsOf(t, l); st.RejectedConnections != 1 || st.CurrentConnections != 2 {
+		t.Errorf("stats = %+v; want 1 rejected and 2 current connections", st)
+	}
+
+	// Once a client leaves, its slot is free again.
+	a.conn.Close()
+	for i := 0; ; i++ {
+		c := dial(t, l)
+		c.send("c\n")
+		line, _ := c.r.ReadString('\n')
+		if line == "> c\n" {
+			break
+		}
+		if line != "BUSY\n" || i == 1000 {
+			t.Fatalf("after a client left, a new one read %q; want it served", line)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestIdleTimeoutClosesIdleClient(t *testing.T) {
+	l := startListener(t, &lineProtocol{}, 10, 50*time.Millisecond)
+	c := dial(t, l)
+	c.send("a\n")
+	c.expect("> a\n")
+	c.expectClosed()
+}
+
+func TestPanicClosesOnlyThatConnection(t *testing.T) {
+	l := startListener(t, &lineProtocol{}, 10, time.Minute)
+	a, b := dial(t, l), dial(t, l)
+	b.send("before\n")
+	b.expect("> before\n")
+	a.send("PANIC\n")
+	a.expectClosed()
+	b.send("after\n")
+	b.expect("> after\n")
+	c := dial(t, l)
+	c.send("new\n")
+	c.expect("> new\n")
+}
+
+// TestStopAfterCurrentCommand stops a listener while a client's command is
+// being answered: the client gets that reply, then the connection closes,
+// and the port no longer accepts.
+func TestStopAfterCurrentCommand(t *testing.T) {
+	p := &lineProtocol{release: make(chan struct{}), slow: make(chan struct{}, 1)}
+	l := startListener(t, p, 10, time.Minute)
+	busy, idle := dial(t, l), dial(t, l)
+	idle.send("x\n")
+	idle.expect("> x\n")
+	busy.send("SLOW\n")
+	<-p.slow
+
+	stopped := make(chan error)
+	go func() { stopped <- l.Stop() }()
+	idle.expectClosed()
+	close(p.release)
+	busy.expect("> SLOW\n")
+	busy.expectClosed()
+	if err := <-stopped; err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if c, err := net.Dial("tcp", l.addr.JoinHostPort(0)); err == nil {
+		c.Close()
+		t.Error("the port still accepts after Stop")
+	}
+	found := false
+	Range(func(st Stats) bool {
+		found = found || st.Address == l.addr.String()
+		return true
+	})
+	if found {
+		t.Error("a stopped listener is still listed by Range")
+	}
+}
+
+// TestStatsKeptAcrossReload checks that a new listener on the same
+// protocol and address continues the counters of the one it replaces.
+func TestStatsKeptAcrossReload(t *testing.T) {
+	old := acquireCounters("test", "reload:1")
+	old.commands.Add(5)
+	next := acquireCounters("test", "reload:1")
+	releaseCounters("test", "reload:1")
+	if next != old || next.commands.Load() != 5 {
+		t.Fatalf("the new listener's counters are %p with %d commands; want the old ones %p with 5", next, next.commands.Load(), old)
+	}
+	releaseCounters("test", "reload:1")
+	if again := acquireCounters("test", "reload:1"); again.commands.Load() != 0 {
+		t.Errorf("counters of a listener started after all stopped have %d commands; want fresh ones", again.commands.Load())
+	}
+	releaseCounters("test", "reload:1")
+}
+
+func TestDefaultServerName(t *testing.T) {
+	for addr, want := range map[string]string{
+		":1984":                  "localhost",
+		"0.0.0.0:1984":           "localhost",
+		"[::]:1984":              "localhost",
+		"127.0.0.1:1984":         "127.0.0.1",
+		"cache.example.com:1984": "cache.example.com",
+		"unix//run/tc.sock":      "localhost",
+	} {
+		na, err := caddy.ParseNetworkAddress(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := (&Listener{addr: na}).defaultServerName(); got != want {
+			t.Errorf("certificate name for %s = %q; want %q", addr, got, want)
+		}
+	}
+}
