@@ -99,9 +99,12 @@ func (s *Session) Authenticated() bool { return !s.authRequired || s.username !=
 func (s *Session) Username() string { return s.username }
 
 // Authenticate checks credentials against the app's users and, if they are
-// good, gives the session the user's rights.
+// good, gives the session the user's rights. Failures count against the
+// client's address in the login rate limit that every front shares, so a
+// client that fails too often gets an *auth.RateLimitError even with good
+// credentials.
 func (s *Session) Authenticate(username, password string) error {
-	perm, err := s.App.Users().Authenticate(username, password)
+	perm, err := s.App.Users().Login(clientAddr(s.Conn), username, password)
 	if err != nil {
 		if s.counters != nil {
 			s.counters.authFailures.Add(1)
@@ -145,4 +148,17 @@ func (s *Session) publishCounts() {
 		s.counters.errors.Add(s.errors)
 	}
 	s.commands, s.errors = 0, 0
+}
+
+// clientAddr is the client's IP address, or the socket's address for a
+// client without one (a unix socket).
+func clientAddr(c net.Conn) string {
+	if c == nil || c.RemoteAddr() == nil {
+		return ""
+	}
+	addr := c.RemoteAddr()
+	if host, _, err := net.SplitHostPort(addr.String()); err == nil {
+		return host
+	}
+	return addr.String()
 }
