@@ -9,8 +9,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -184,6 +186,17 @@ func TestListenersIntegration(t *testing.T) {
 		c.do("FLUSH", "OK")
 		if st, ok := listenerStats("tcp", authAddr); !ok || st.AuthFailures != 1 || st.Errors != 4 {
 			t.Errorf("stats = %+v, %v; want 1 auth failure and 4 errors", st, ok)
+		}
+		// The same counters on Caddy's /metrics.
+		resp, err := http.Get("http://localhost:" + strconv.Itoa(listenAdminPort) + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := fmt.Sprintf(`caddy_tagcache_listener_auth_failures_total{address=%q,protocol="tcp"} 1`, authAddr)
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	})
 
