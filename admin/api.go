@@ -49,6 +49,7 @@ type JSONAPI struct {
 
 	store  *store.Store
 	users  *auth.Users
+	app    auth.App
 	logger *zap.Logger
 }
 
@@ -85,7 +86,7 @@ func (h *JSONAPI) useApp(app auth.App) error {
 	if err != nil {
 		return err
 	}
-	h.store, h.users = st, app.Users()
+	h.store, h.users, h.app = st, app.Users(), app
 	return nil
 }
 
@@ -135,6 +136,7 @@ var routes = map[string]route{
 	"/keys/bulk/delete": {method: http.MethodPost, perm: auth.PermWrite, serve: (*JSONAPI).bulkDelete},
 	"/invalidate-tag":   {method: http.MethodPost, perm: auth.PermPurge, serve: (*JSONAPI).invalidateTag},
 	"/flush":            {method: http.MethodPost, perm: auth.PermAdmin, serve: (*JSONAPI).flush},
+	"/snapshot":         {method: http.MethodPost, perm: auth.PermAdmin, serve: (*JSONAPI).snapshot},
 	"/auth/login":       {method: http.MethodPost, public: true, serve: (*JSONAPI).login},
 	"/auth/rotate":      {method: http.MethodPost, perm: auth.PermAdmin, serve: (*JSONAPI).rotate},
 	"/auth/password":    {method: http.MethodPost, perm: auth.PermAdmin, serve: (*JSONAPI).changePassword},

@@ -431,6 +431,16 @@ func (h *JSONAPI) bulkDelete(c *call) (int, any) {
 	return http.StatusOK, invalidateResponse{Success: true, Count: &n}
 }
 
+// snapshot is POST /snapshot: write the store's snapshot now and answer its
+// stats; 409 if the store has no snapshot configured.
+func (h *JSONAPI) snapshot(*call) (int, any) {
+	st, err := h.app.SaveSnapshot(h.Store)
+	if err != nil {
+		return http.StatusConflict, errorBody{Error: err.Error()}
+	}
+	return http.StatusOK, st
+}
+
 // storeError answers an error of the store: 413 for a value over
 // max_item_size, 409 for incr/decr on a value that is not an integer or
 // would overflow, 400 for other limits, 500 for anything else.

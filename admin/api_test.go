@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -23,6 +24,8 @@ import (
 type fakeApp struct {
 	stores map[string]*store.Store
 	users  *auth.Users
+	// snapDir, if set, is where SaveSnapshot writes.
+	snapDir string
 }
 
 func (a fakeApp) Store(name string) (*store.Store, error) {
@@ -37,6 +40,18 @@ func (a fakeApp) Store(name string) (*store.Store, error) {
 }
 
 func (a fakeApp) Users() *auth.Users { return a.users }
+
+// SaveSnapshot writes the store's snapshot to the fake's directory.
+func (a fakeApp) SaveSnapshot(name string) (store.SnapshotStats, error) {
+	st, err := a.Store(name)
+	if err != nil {
+		return store.SnapshotStats{}, err
+	}
+	if a.snapDir == "" {
+		return store.SnapshotStats{}, fmt.Errorf("store %q has no snapshot configured", name)
+	}
+	return st.SaveFile(filepath.Join(a.snapDir, "snap"), store.CompressNone)
+}
 
 func bcryptHash(t testing.TB, pw string) string {
 	t.Helper()
@@ -520,3 +535,29 @@ type discardWriter struct{ h http.Header }
 func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(p []byte) (int, error) { return io.Discard.Write(p) }
 func (d *discardWriter) WriteHeader(int)             {}
+
+func TestAPISnapshot(t *testing.T) {
+	h, st := newTestAPI(t, auth.Config{})
+	st.Set("k", []byte("v"), store.Params{})
+	// Without a snapshot configured.
+	if rec := serve(t, h, request{method: http.MethodPost, path: "/snapshot"}); rec.Code != http.StatusConflict {
+		t.Fatalf("no snapshot configured: %d %s", rec.Code, rec.Body)
+	}
+	dir := t.TempDir()
+	if err := h.useApp(fakeApp{stores: map[string]*store.Store{"default": st}, users: h.users, snapDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	rec := serve(t, h, request{method: http.MethodPost, path: "/snapshot"})
+	var stats store.SnapshotStats
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &stats) != nil || stats.Entries != 1 {
+		t.Fatalf("snapshot: %d %s", rec.Code, rec.Body)
+	}
+	loaded, _ := store.New(store.Config{SweepInterval: -1})
+	defer loaded.Close()
+	if _, err := loaded.LoadFile(filepath.Join(dir, "snap")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := loaded.Get("k"); !ok {
+		t.Fatal("the snapshot the API wrote lacks k")
+	}
+}

@@ -27,4 +27,7 @@ type App interface {
 	// Users returns the users of the app's auth block (none configured
 	// is a valid, empty set).
 	Users() *Users
+	// SaveSnapshot writes the named store's snapshot now ("" is the
+	// default store). It fails if the store has no snapshot configured.
+	SaveSnapshot(store string) (store.SnapshotStats, error)
 }

@@ -388,6 +388,7 @@ func (l *Listener) serve(c *conn, sc net.Conn) {
 	s := NewSession(sc, r, w, l.store, l.app, l.authRequired)
 	s.Logger = l.logger.With(zap.String("remote", sc.RemoteAddr().String()))
 	s.Limits = l.limits
+	s.StoreName = l.Store
 	s.counters = l.counters
 
 	defer func() {

@@ -55,6 +55,9 @@ type testApp struct {
 
 func (a testApp) Store(string) (*store.Store, error) { return a.st, nil }
 func (a testApp) Users() *auth.Users                 { return a.users }
+func (testApp) SaveSnapshot(string) (store.SnapshotStats, error) {
+	return store.SnapshotStats{}, errors.New("no snapshot configured")
+}
 
 // startListener serves p on a loopback port with the given limits; the
 // listener is stopped at the end of the test.

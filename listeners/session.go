@@ -51,8 +51,10 @@ type Session struct {
 	Conn net.Conn
 	R    *bufio.Reader
 	W    *bufio.Writer
-	// Store is the store the listener serves.
-	Store *store.Store
+	// Store is the store the listener serves, and StoreName its name ("" is
+	// the default store).
+	Store     *store.Store
+	StoreName string
 	// App reaches the other stores (for protocols that select one by name
 	// or number) and the users.
 	App    auth.App

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -75,6 +76,9 @@ func (a testApp) Store(string) (*store.Store, error) { return a.st, nil }
 func (a testApp) Users() *auth.Users {
 	u, _ := auth.NewUsers(auth.Config{})
 	return u
+}
+func (testApp) SaveSnapshot(string) (store.SnapshotStats, error) {
+	return store.SnapshotStats{}, errors.New("no snapshot configured")
 }
 
 // serve accepts connections on a loopback port and runs handle on each

@@ -55,6 +55,7 @@ func init() {
 		"TTL":         {perm: auth.PermRead, min: 1, max: 1, run: (*client).ttl},
 		"TAGS_OF":     {perm: auth.PermRead, min: 1, max: 1, run: (*client).tagsOf},
 		"FLUSH":       {perm: auth.PermAdmin, run: (*client).flush},
+		"SAVE":        {perm: auth.PermAdmin, run: (*client).save},
 	}
 }
 
@@ -316,6 +317,19 @@ func (c *client) tagsOf(args [][]byte) {
 func (c *client) flush([][]byte) {
 	c.s.Store.Flush(0)
 	c.reply("OK")
+}
+
+// save writes the store's snapshot now (as SSache's SAVE) and answers
+// SAVE <entries>.
+func (c *client) save([][]byte) {
+	st, err := c.s.App.SaveSnapshot(c.s.StoreName)
+	if err != nil {
+		c.fail(err.Error())
+		return
+	}
+	c.w.WriteString("SAVE ")
+	c.w.Write(strconv.AppendInt(c.num[:0], st.Entries, 10))
+	c.end(false)
 }
 
 // params parses the TTL and tags fields of a write.

@@ -3,8 +3,10 @@ package tabproto
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,12 +18,19 @@ import (
 )
 
 type testApp struct {
-	st    *store.Store
-	users *auth.Users
+	st       *store.Store
+	users    *auth.Users
+	snapPath string
 }
 
 func (a testApp) Store(string) (*store.Store, error) { return a.st, nil }
 func (a testApp) Users() *auth.Users                 { return a.users }
+func (a testApp) SaveSnapshot(string) (store.SnapshotStats, error) {
+	if a.snapPath == "" {
+		return store.SnapshotStats{}, errors.New("no snapshot configured")
+	}
+	return a.st.SaveFile(a.snapPath, store.CompressNone)
+}
 
 // clock is a settable store clock in Unix ms.
 type clock struct{ now int64 }
@@ -369,5 +378,20 @@ func BenchmarkPipeGet(b *testing.B) {
 			client.Close()
 			<-done
 		})
+	}
+}
+
+func TestSave(t *testing.T) {
+	app := testApp{st: newStore(t, nil), users: noUsers(t)}
+	if got := run(t, app, false, defaultLimits, "SAVE\n"); got != "ERR no snapshot configured\n" {
+		t.Fatalf("SAVE without a snapshot = %q", got)
+	}
+	app.snapPath = filepath.Join(t.TempDir(), "tab.snap")
+	if got := run(t, app, false, defaultLimits, "PUT\ta\t-\tt\t1\nPUT\tb\t-\t-\t2\nSAVE\n"); got != "OK\nOK\nSAVE 2\n" {
+		t.Fatalf("SAVE = %q", got)
+	}
+	loaded := newStore(t, nil)
+	if st, err := loaded.LoadFile(app.snapPath); err != nil || st.Entries != 2 {
+		t.Fatalf("the file SAVE wrote: %+v, %v", st, err)
 	}
 }
