@@ -134,15 +134,6 @@ func (c *conn) serveBinary() error {
 	}
 }
 
-// await flushes the replies so far if fewer than n bytes of input are
-// buffered, before a read waits for more.
-func (c *conn) await(n int) error {
-	if c.r.Buffered() < n && c.w.Buffered() > 0 {
-		return c.w.Flush()
-	}
-	return nil
-}
-
 // readRequest reads a request header, extras and key.
 func (c *conn) readRequest(q *request) error {
 	if err := c.await(headerLen); err != nil {

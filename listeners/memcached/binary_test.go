@@ -84,15 +84,16 @@ func incrExtras(delta, initial uint64, exptime uint32) []byte {
 	return append(b, u32(exptime)...)
 }
 
-// noopMark ends every exchange: its response marks the end of the answers.
-var noopMark = binReq{op: opNoop, opaque: 0xfeedface}
+// endMark ends every exchange: its response marks the end of the answers.
+// It is a Version request, which needs no authentication.
+var endMark = binReq{op: opVersion, opaque: 0xfeedface}
 
-// binExchange sends reqs and a no-op, and returns the responses before the
-// no-op's, one per line; "<closed>" if the server closed the connection.
+// binExchange sends reqs and endMark, and returns the responses before
+// endMark's, one per line; "<closed>" if the server closed the connection.
 func binExchange(t testing.TB, nc net.Conn, r *bufio.Reader, reqs ...binReq) string {
 	t.Helper()
 	var out []byte
-	for _, q := range append(reqs, noopMark) {
+	for _, q := range append(reqs, endMark) {
 		out = append(out, q.bytes()...)
 	}
 	if _, err := nc.Write(out); err != nil {
@@ -108,7 +109,7 @@ func binExchange(t testing.TB, nc net.Conn, r *bufio.Reader, reqs ...binReq) str
 			}
 			t.Fatalf("reading a response: %v", err)
 		}
-		if p.op == opNoop && p.opaque == noopMark.opaque {
+		if p.op == endMark.op && p.opaque == endMark.opaque {
 			return strings.Join(lines, "\n")
 		}
 		lines = append(lines, p.String())

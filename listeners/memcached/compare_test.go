@@ -15,9 +15,15 @@ import (
 // memcachedPort is where TestCompareWithMemcached runs a real memcached.
 const memcachedPort = 19250
 
+// haveMemcached reports whether the memcached binary is installed.
+func haveMemcached() bool {
+	_, err := exec.LookPath("memcached")
+	return err == nil
+}
+
 // startMemcached runs the memcached binary on memcachedPort for the test.
 // It fails when CI=true and memcached is missing, and skips otherwise.
-func startMemcached(t *testing.T) string {
+func startMemcached(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("memcached")
 	if err != nil {
@@ -31,6 +37,7 @@ func startMemcached(t *testing.T) string {
 		args = append(args, "-u", "nobody")
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr // memcached refuses to start if the port is taken
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -257,10 +257,17 @@ func (c *client) quiet() {
 	c.do("version\r\n", "VERSION "+Version+"\r\n")
 }
 
-// stat returns one general stat of the server, read over a new connection.
+// stat returns one stat of the server, read over a new connection.
 func (s *server) stat(t testing.TB, group, name string) string {
 	t.Helper()
 	c := s.dial(t)
+	defer c.nc.Close()
+	return c.stat(group, name)
+}
+
+// stat returns one stat of a group.
+func (c *client) stat(group, name string) string {
+	c.t.Helper()
 	c.send("stats " + group + "\r\n")
 	value := ""
 	for {

@@ -131,8 +131,8 @@ type conn struct {
 	peeked int
 	// value receives data blocks larger than r's buffer.
 	value []byte
-	// keyBuf and tagBuf hold base64-decoded keys and tags, out the
-	// encoded keys and numbers of meta replies.
+	// keyBuf and tagBuf hold base64-decoded keys and tags; out holds the
+	// base64-encoded keys and tags of replies.
 	keyBuf, tagBuf, out []byte
 	tags                []string
 	// head holds a binary request's extras and key.
@@ -163,13 +163,20 @@ func (c *conn) maxValueSize() int {
 	return n
 }
 
+// await flushes the replies so far if fewer than n bytes of input are
+// buffered, before a read waits for more.
+func (c *conn) await(n int) error {
+	if c.r.Buffered() < n && c.w.Buffered() > 0 {
+		return c.w.Flush()
+	}
+	return nil
+}
+
 // readData reads an n-byte data block. It is read in place when it fits
 // r's buffer, and is valid until release.
 func (c *conn) readData(n int) ([]byte, error) {
-	if c.r.Buffered() < n {
-		if err := c.w.Flush(); err != nil {
-			return nil, err
-		}
+	if err := c.await(n); err != nil {
+		return nil, err
 	}
 	if n <= c.r.Size() {
 		b, err := c.r.Peek(n)
@@ -208,10 +215,8 @@ func (c *conn) release() {
 // swallow discards an n-byte data block the command refused, keeping the
 // connection in step with the client.
 func (c *conn) swallow(n int) error {
-	if c.r.Buffered() < n {
-		if err := c.w.Flush(); err != nil {
-			return err
-		}
+	if err := c.await(n); err != nil {
+		return err
 	}
 	_, err := c.r.Discard(n)
 	return err

@@ -1,7 +1,6 @@
 package memcached
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"strconv"
@@ -68,32 +67,36 @@ func (c *conn) serveText() error {
 }
 
 // readLine returns the next command line without its \r\n. It stays valid
-// until the next readLine. Before waiting for input it flushes the replies
-// so far, so a client never waits for a reply the server holds back.
+// until the next readLine. A line longer than the limit is refused as soon
+// as that much has arrived, newline or not. Before waiting for input it
+// flushes the replies so far, so a client never waits for a reply the
+// server holds back.
 func (c *conn) readLine() ([]byte, error) {
 	max := c.s.Limits.MaxLineLength
 	if max <= 0 {
 		max = defaultMaxLine
 	}
-	if c.w.Buffered() > 0 {
-		if buf, _ := c.r.Peek(c.r.Buffered()); bytes.IndexByte(buf, '\n') < 0 {
-			if err := c.w.Flush(); err != nil {
-				return nil, err
-			}
-		}
-	}
 	c.line = c.line[:0]
 	for {
-		frag, err := c.r.ReadSlice('\n')
-		c.line = append(c.line, frag...)
-		if err == nil {
+		buf, _ := c.r.Peek(c.r.Buffered())
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			c.line = append(c.line, buf[:i+1]...)
+			c.r.Discard(i + 1)
 			break
 		}
-		if err != bufio.ErrBufferFull {
+		if len(c.line)+len(buf) > max+1 {
+			return nil, errLineTooLong
+		}
+		if len(buf) == c.r.Size() {
+			c.line = append(c.line, buf...)
+			c.r.Discard(len(buf))
+			continue
+		}
+		if err := c.await(len(buf) + 1); err != nil {
 			return nil, err
 		}
-		if len(c.line) > max {
-			return nil, errLineTooLong
+		if _, err := c.r.Peek(len(buf) + 1); err != nil {
+			return nil, err
 		}
 	}
 	line := c.line[:len(c.line)-1]
