@@ -1,9 +1,7 @@
 package memcached
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 )
@@ -85,15 +83,7 @@ func saslAuth(user, password string) binReq {
 
 func TestBinarySASL(t *testing.T) {
 	srv := startServer(t, serverOptions{auth: true})
-	dial := func() (net.Conn, *bufio.Reader) {
-		nc, err := net.Dial("tcp", srv.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		return nc, bufio.NewReader(nc)
-	}
-	nc, r := dial()
+	nc, r := srv.dialBinary(t)
 	for _, tc := range []struct {
 		req  binReq
 		want string
@@ -118,18 +108,13 @@ func TestBinarySASL(t *testing.T) {
 		}
 	}
 	// Before authenticating, any other command ends the connection.
-	nc, r = dial()
+	nc, r = srv.dialBinary(t)
 	if got := binExchange(t, nc, r, binReq{op: opGet, key: []byte("k"), opaque: 1}); got != `op00 st20 cas0 o1 x"" k"" v"Auth failure."`+"\n<closed>" {
 		t.Fatalf("unauthenticated get: %s", got)
 	}
 	// Without auth, SASL is an unknown command, as in a memcached without SASL.
-	open := startServer(t, serverOptions{})
-	nc, err := net.Dial("tcp", open.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if got := binExchange(t, nc, bufio.NewReader(nc), saslAuth("admin", "admin")); got != `op21 st81 cas0 o7 x"" k"" v"Unknown command"` {
+	nc, r = startServer(t, serverOptions{}).dialBinary(t)
+	if got := binExchange(t, nc, r, saslAuth("admin", "admin")); got != `op21 st81 cas0 o7 x"" k"" v"Unknown command"` {
 		t.Fatalf("SASL without auth: %s", got)
 	}
 }

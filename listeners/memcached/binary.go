@@ -122,14 +122,8 @@ func (c *conn) serveBinary() error {
 			err = c.binaryCommand(&q)
 			c.release()
 		}
-		switch {
-		case errors.Is(err, errQuit):
-			return nil
-		case err != nil:
-			return endOfInput(err)
-		}
-		if err := c.s.FlushIfIdle(); err != nil {
-			return err
+		if stop, result := c.next(err); stop {
+			return result
 		}
 	}
 }

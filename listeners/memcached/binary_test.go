@@ -32,6 +32,17 @@ func (q binReq) bytes() []byte {
 	return append(b, q.value...)
 }
 
+// dialBinary connects to the server for binary exchanges.
+func (s *server) dialBinary(t testing.TB) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	nc, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc, bufio.NewReader(nc)
+}
+
 // binResp is a binary response for tests.
 type binResp struct {
 	op                 byte
@@ -239,12 +250,7 @@ func TestCompareBinaryWithMemcached(t *testing.T) {
 
 func TestBinaryVersionAndStats(t *testing.T) {
 	srv := startServer(t, serverOptions{})
-	nc, err := net.Dial("tcp", srv.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	r := bufio.NewReader(nc)
+	nc, r := srv.dialBinary(t)
 	binExchange(t, nc, r, binReq{op: opSet, key: []byte("k"), extras: setExtras(0, 0), value: []byte("v")})
 	got := binExchange(t, nc, r, binReq{op: opVersion, opaque: 1})
 	if want := "op0b st00 cas0 o1 x\"\" k\"\" v\"" + Version + "\""; got != want {
@@ -275,12 +281,7 @@ func TestBinaryVersionAndStats(t *testing.T) {
 // connection's read buffer, pipelined with other requests.
 func TestBinaryLargeValue(t *testing.T) {
 	srv := startServer(t, serverOptions{bufferSize: 4096})
-	nc, err := net.Dial("tcp", srv.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	r := bufio.NewReader(nc)
+	nc, r := srv.dialBinary(t)
 	big := bytes.Repeat([]byte("0123456789"), 50_000)
 	got := binExchange(t, nc, r,
 		binReq{op: opSetQ, key: []byte("big"), extras: setExtras(3, 0), value: big},
@@ -300,12 +301,7 @@ func TestBinaryLargeValue(t *testing.T) {
 // expirations and Touch.
 func TestBinaryExpiry(t *testing.T) {
 	srv := startServer(t, serverOptions{})
-	nc, err := net.Dial("tcp", srv.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	r := bufio.NewReader(nc)
+	nc, r := srv.dialBinary(t)
 	abs := uint32(srv.clock.UnixSeconds() + 100)
 	binExchange(t, nc, r,
 		binReq{op: opSetQ, key: []byte("rel"), extras: setExtras(0, 10), value: []byte("r")},

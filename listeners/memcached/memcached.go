@@ -149,6 +149,22 @@ func endOfInput(err error) error {
 	return err
 }
 
+// next ends a command. It reports whether the connection ends, and Serve's
+// result if so (quit is a clean end); otherwise it flushes the replies once
+// the client's pipelined input is used up.
+func (c *conn) next(err error) (stop bool, result error) {
+	switch {
+	case errors.Is(err, errQuit):
+		return true, nil
+	case err != nil:
+		return true, endOfInput(err)
+	}
+	if err := c.s.FlushIfIdle(); err != nil {
+		return true, err
+	}
+	return false, nil
+}
+
 // maxKeyLength is the longest key accepted: the store's limit, which is
 // memcached's 250 bytes unless the store is configured otherwise.
 func (c *conn) maxKeyLength() int { return c.st.MaxKeyLength() }

@@ -142,9 +142,25 @@ func (c *conn) metaKey(key []byte, b64 bool) ([]byte, string) {
 	return c.keyBuf, ""
 }
 
-// flagError is how md and ma report a bad flag, whatever it is, as
-// memcached does.
-const flagError = "CLIENT_ERROR invalid or duplicate flag"
+// parseCommand parses the key and flags of a meta command without a data
+// block (mg, md, ma), answering the error if they are bad. md and ma give
+// one error for any bad flag, as memcached does: genericFlagError.
+func (c *conn) parseCommand(f *metaFlags, genericFlagError bool) bool {
+	t := c.toks
+	if len(t) < 2 {
+		c.reply(replyError)
+		return false
+	}
+	msg, flagErr := c.parseMeta(t[1], t[2:], f)
+	switch {
+	case msg == "":
+		return true
+	case flagErr && genericFlagError:
+		msg = "CLIENT_ERROR invalid or duplicate flag"
+	}
+	c.metaError(msg)
+	return false
+}
 
 // metaError writes a meta error reply; errors ignore the q flag.
 func (c *conn) metaError(msg string) {
@@ -186,6 +202,17 @@ func (c *conn) writeStatus(code string, f *metaFlags) {
 	c.w.WriteString("\r\n")
 }
 
+// writeHit starts a successful reply: VA <size> if a value follows, else
+// HD.
+func (c *conn) writeHit(withValue bool, size int) {
+	if !withValue {
+		c.w.WriteString("HD")
+		return
+	}
+	c.w.WriteString("VA ")
+	c.writeInt(int64(size))
+}
+
 // writeFlag writes a flag letter and its numeric value.
 func (c *conn) writeFlag(letter byte, n int64) {
 	c.w.WriteByte(' ')
@@ -195,14 +222,8 @@ func (c *conn) writeFlag(letter byte, n int64) {
 
 // metaGet answers mg <key> <flags>*.
 func (c *conn) metaGet() {
-	t := c.toks
-	if len(t) < 2 {
-		c.reply(replyError)
-		return
-	}
 	var f metaFlags
-	if msg, _ := c.parseMeta(t[1], t[2:], &f); msg != "" {
-		c.metaError(msg)
+	if !c.parseCommand(&f, false) {
 		return
 	}
 	perm := auth.PermRead
@@ -239,12 +260,7 @@ func (c *conn) metaGet() {
 		return
 	}
 	value := f.v && !(f.hasC && f.cas == m.CAS)
-	if value {
-		c.w.WriteString("VA ")
-		c.writeInt(int64(len(m.Value)))
-	} else {
-		c.w.WriteString("HD")
-	}
+	c.writeHit(value, len(m.Value))
 	for _, tok := range f.toks {
 		switch tok[0] {
 		case 's':
@@ -411,14 +427,8 @@ func (c *conn) writeSetReply(code string, f *metaFlags, cas uint64, size int) {
 
 // metaDelete answers md <key> <flags>*.
 func (c *conn) metaDelete() {
-	t := c.toks
-	if len(t) < 2 {
-		c.reply(replyError)
-		return
-	}
 	var f metaFlags
-	if msg, flagErr := c.parseMeta(t[1], t[2:], &f); msg != "" {
-		c.metaError(pick(flagErr, flagError, msg))
+	if !c.parseCommand(&f, true) {
 		return
 	}
 	if !c.permit(auth.PermWrite) {
@@ -458,14 +468,8 @@ func (c *conn) metaDelete() {
 
 // metaArithmetic answers ma <key> <flags>*.
 func (c *conn) metaArithmetic() {
-	t := c.toks
-	if len(t) < 2 {
-		c.reply(replyError)
-		return
-	}
 	var f metaFlags
-	if msg, flagErr := c.parseMeta(t[1], t[2:], &f); msg != "" {
-		c.metaError(pick(flagErr, flagError, msg))
+	if !c.parseCommand(&f, true) {
 		return
 	}
 	var decr bool
@@ -514,12 +518,7 @@ func (c *conn) metaArithmetic() {
 	case f.q:
 		return
 	}
-	if f.v {
-		c.w.WriteString("VA ")
-		c.writeInt(int64(decimalLen(r.Value)))
-	} else {
-		c.w.WriteString("HD")
-	}
+	c.writeHit(f.v, decimalLen(r.Value))
 	for _, tok := range f.toks {
 		switch tok[0] {
 		case 'c':

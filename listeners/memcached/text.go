@@ -54,14 +54,8 @@ func (c *conn) serveText() error {
 			err = c.textCommand()
 		}
 		c.release()
-		switch {
-		case errors.Is(err, errQuit):
-			return nil
-		case err != nil:
-			return endOfInput(err)
-		}
-		if err := c.s.FlushIfIdle(); err != nil {
-			return err
+		if stop, result := c.next(err); stop {
+			return result
 		}
 	}
 }
@@ -476,18 +470,28 @@ func (c *conn) delete() {
 	c.reply("DELETED\r\n")
 }
 
-// arithmetic answers incr and decr <key> <delta> [noreply].
-func (c *conn) arithmetic(decr bool) {
+// keyCommand checks a "<command> <key> <argument> [noreply]" line,
+// answering the error if it is malformed.
+func (c *conn) keyCommand() bool {
 	t := c.toks
 	if len(t) != 3 && len(t) != 4 {
 		c.reply(replyError)
-		return
+		return false
 	}
 	c.setNoreply()
 	if !c.textKeyOK(t[1]) {
 		c.reply(replyBadFormat)
+		return false
+	}
+	return true
+}
+
+// arithmetic answers incr and decr <key> <delta> [noreply].
+func (c *conn) arithmetic(decr bool) {
+	if !c.keyCommand() {
 		return
 	}
+	t := c.toks
 	delta, ok := parseUint64(t[2])
 	if !ok {
 		c.reply("CLIENT_ERROR invalid numeric delta argument\r\n")
@@ -519,16 +523,10 @@ func (c *conn) arithmetic(decr bool) {
 
 // touch answers touch <key> <exptime> [noreply].
 func (c *conn) touch() {
+	if !c.keyCommand() {
+		return
+	}
 	t := c.toks
-	if len(t) != 3 && len(t) != 4 {
-		c.reply(replyError)
-		return
-	}
-	c.setNoreply()
-	if !c.textKeyOK(t[1]) {
-		c.reply(replyBadFormat)
-		return
-	}
 	exptime, ok := parseInt32(t[2])
 	if !ok {
 		c.reply(replyBadExptime)
