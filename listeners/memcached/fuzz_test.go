@@ -39,7 +39,7 @@ func serveInput(t *testing.T, input []byte, users *auth.Users) []byte {
 	s := listeners.NewSession(fuzzConn{}, bufio.NewReaderSize(bytes.NewReader(input), 64), bufio.NewWriterSize(&out, 64), st, &fakeApp{st: st, users: users}, users != nil)
 	s.Limits = listeners.Limits{MaxLineLength: fuzzMaxLine}
 	switch err := m.Serve(s); {
-	case err == nil, errors.Is(err, errLineTooLong), errors.Is(err, errBadMagic), errors.Is(err, errProtocol):
+	case err == nil, errors.Is(err, errLineTooLong), errors.Is(err, errBadMagic), errors.Is(err, errProtocol), errors.Is(err, errHTTP):
 	default:
 		t.Fatalf("Serve: %v", err)
 	}

@@ -22,6 +22,7 @@ var (
 	errLineTooLong = errors.New("memcached: command line too long")
 	// errQuit ends the connection after the quit command.
 	errQuit = errors.New("memcached: quit")
+	errHTTP = errors.New("memcached: HTTP request on a memcached listener")
 )
 
 // Replies shared by several commands.
@@ -151,18 +152,12 @@ func (c *conn) textCommand() error {
 		return nil
 	}
 	switch string(t[0]) {
-	case "get", "gets":
+	case "get", "gets", "gat", "gats":
 		if len(t) < 2 {
 			c.reply(replyError)
 			return nil
 		}
-		c.retrieve(len(t[0]) == 4, false)
-	case "gat", "gats":
-		if len(t) < 2 {
-			c.reply(replyError)
-			return nil
-		}
-		c.retrieve(len(t[0]) == 4, true)
+		c.retrieve(len(t[0]) == 4, t[0][1] == 'a')
 	case "set":
 		return c.storage(store.ModeSet, false)
 	case "add":
@@ -210,6 +205,9 @@ func (c *conn) textCommand() error {
 	case "tag_stale":
 		c.tagPurge(true)
 	default:
+		if bytes.HasPrefix(t[len(t)-1], []byte("HTTP/")) {
+			return errHTTP // as memcached: an HTTP client on the wrong port
+		}
 		c.reply(replyError)
 	}
 	return nil

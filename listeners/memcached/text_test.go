@@ -180,6 +180,10 @@ func TestTextMisc(t *testing.T) {
 	c.do("stats detail on\r\n", "ERROR\r\n")
 	c.send("quit\r\n")
 	c.closed()
+	// memcached hangs up on HTTP clients.
+	c = srv.dial(t)
+	c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.closed()
 }
 
 func TestTextStats(t *testing.T) {
