@@ -269,10 +269,10 @@ func unmarshalListen(d *caddyfile.Dispenser) (*listeners.Listener, error) {
 	if _, err := caddy.ParseNetworkAddress(address); err != nil {
 		return nil, d.Errf("listen %s: invalid address '%s': %v", protocol, address, err)
 	}
-	l := &listeners.Listener{
-		Address:     address,
-		ProtocolRaw: caddyconfig.JSONModuleObject(struct{}{}, "protocol", protocol, nil),
-	}
+	l := &listeners.Listener{Address: address}
+	// Options the listener does not know belong to the protocol module,
+	// which parses them as its own block: `<protocol> { <options> }`.
+	protoTokens := []caddyfile.Token{{File: d.File(), Line: d.Line(), Text: protocol}, {File: d.File(), Line: d.Line(), Text: "{"}}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		switch opt {
@@ -288,7 +288,8 @@ func unmarshalListen(d *caddyfile.Dispenser) (*listeners.Listener, error) {
 			continue
 		case "store", "auth", "max_connections", "idle_timeout", "max_line_length", "max_value_size":
 		default:
-			return nil, d.Errf("listen %s %s: unrecognized option '%s'", protocol, address, opt)
+			protoTokens = append(protoTokens, d.NextSegment()...)
+			continue
 		}
 		arg, err := singleArg(d)
 		if err != nil {
@@ -315,7 +316,30 @@ func unmarshalListen(d *caddyfile.Dispenser) (*listeners.Listener, error) {
 			return nil, d.Errf("listen %s %s: %s: %v", protocol, address, opt, err)
 		}
 	}
+	protoTokens = append(protoTokens, caddyfile.Token{File: d.File(), Line: d.Line() + 1, Text: "}"})
+	proto, err := unmarshalProtocol(protocol, protoTokens)
+	if err != nil {
+		return nil, d.Errf("listen %s %s: %v", protocol, address, err)
+	}
+	l.ProtocolRaw = caddyconfig.JSONModuleObject(proto, "protocol", protocol, nil)
 	return l, nil
+}
+
+// unmarshalProtocol makes the protocol module and gives it its options; a
+// module without options refuses any.
+func unmarshalProtocol(protocol string, tokens []caddyfile.Token) (any, error) {
+	mod, err := caddy.GetModule("tagcache.listeners." + protocol)
+	if err != nil {
+		return nil, fmt.Errorf("unknown protocol '%s'", protocol)
+	}
+	inst := mod.New()
+	if u, ok := inst.(caddyfile.Unmarshaler); ok {
+		return inst, u.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens))
+	}
+	if len(tokens) > 3 {
+		return nil, fmt.Errorf("unrecognized option '%s'", tokens[2].Text)
+	}
+	return inst, nil
 }
 
 // singleArg returns the one argument of the current subdirective.

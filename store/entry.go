@@ -34,6 +34,10 @@ type entryExt struct {
 	key   string
 	tags  []string // canonical names shared with the tag index; immutable
 	stale bool
+	// won records that a client was told it won the right to recache the
+	// entry (memcached meta "win token"), so that others are not; see
+	// meta.go. A write clears it.
+	won bool
 }
 
 const (
@@ -83,6 +87,8 @@ func (e *entry) tags() []string {
 }
 
 func (e *entry) stale() bool { return e.ext != nil && e.ext.stale }
+
+func (e *entry) won() bool { return e.ext != nil && e.ext.won }
 
 func (e *entry) expired(now int64) bool {
 	return e.expires != 0 && e.expires <= now

@@ -47,6 +47,12 @@ func (s *Store) read(e *entry) Item {
 	if next := fetchedBit | s.accessTick(); prev != next {
 		e.atime.Store(next)
 	}
+	return s.view(e, prev)
+}
+
+// view returns e as an Item whose access information is prev, an atime
+// value. The caller holds at least the shard's read lock.
+func (s *Store) view(e *entry, prev uint32) Item {
 	return Item{
 		Value:      e.value(),
 		Flags:      e.flags,
@@ -127,36 +133,15 @@ func (s *Store) Prepend(key string, value []byte) (uint64, error) {
 // around on overflow, as memcached's incr does. ErrNotFound if there is no
 // entry, ErrNotNumeric if the value is not a decimal number.
 func (s *Store) Incr(key string, delta uint64) (uint64, error) {
-	return s.addUint(key, delta, false)
+	r, err := s.Arith(key, ArithOptions{Delta: delta})
+	return r.Value, err
 }
 
 // Decr subtracts delta from the unsigned 64-bit decimal value under key,
 // stopping at 0, as memcached's decr does.
 func (s *Store) Decr(key string, delta uint64) (uint64, error) {
-	return s.addUint(key, delta, true)
-}
-
-func (s *Store) addUint(key string, delta uint64, decr bool) (uint64, error) {
-	var n uint64
-	_, err := s.update(key, func(old *entry) (change, error) {
-		if old == nil {
-			return change{}, ErrNotFound
-		}
-		v, ok := parseUint(old.value())
-		if !ok {
-			return change{}, ErrNotNumeric
-		}
-		switch {
-		case !decr:
-			n = v + delta
-		case delta > v:
-			n = 0
-		default:
-			n = v - delta
-		}
-		return change{isNumber: true, n: n, params: old.params()}, nil
-	})
-	return n, err
+	r, err := s.Arith(key, ArithOptions{Delta: delta, Decr: true})
+	return r.Value, err
 }
 
 // IncrBy adds delta to the signed 64-bit decimal value under key, failing

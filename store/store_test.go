@@ -194,7 +194,7 @@ func checkInvariants(t testing.TB, s *Store) {
 			if e.ext.key != k {
 				fail("entry %q has ext.key %q", k, e.ext.key)
 			}
-			if len(e.ext.tags) == 0 && !e.ext.stale {
+			if len(e.ext.tags) == 0 && !e.ext.stale && !e.ext.won {
 				fail("entry %q has an ext without tags", k)
 			}
 			for j, tag := range e.ext.tags {

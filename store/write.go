@@ -16,6 +16,12 @@ type change struct {
 	// counters are formatted into a stack buffer, not a heap one.
 	isNumber, signed bool
 	n                uint64
+	// cas, if nonzero, is the CAS unique the entry takes instead of the
+	// next one of its shard's sequence (memcached's meta E flag).
+	cas uint64
+	// stale and won are the entry's meta state after the write (see
+	// meta.go); a write clears both unless it sets them.
+	stale, won bool
 }
 
 func (e *entry) params() Params {
@@ -121,8 +127,15 @@ func (s *Store) installLocked(sh *shard, old *entry, key string, c *change) *ent
 	e.expires = c.params.Expires
 	sh.seq++
 	e.cas = sh.seq<<s.shardBits | sh.idx
+	if c.cas != 0 {
+		e.cas = c.cas
+	}
 	e.atime.Store(s.accessTick())
 	s.setTagsLocked(e, c.params.Tags)
+	if c.stale || c.won {
+		ext := extOf(e)
+		ext.stale, ext.won = c.stale, c.won
+	}
 	sh.m[e.key()] = e
 	s.used.Add(e.size())
 	return e
@@ -134,7 +147,7 @@ func (s *Store) setTagsLocked(e *entry, tags []string) {
 	var old []string
 	if e.ext != nil {
 		old = e.ext.tags
-		e.ext.stale = false
+		e.ext.stale, e.ext.won = false, false
 	}
 	if sameTags(old, tags) {
 		if len(tags) == 0 {

@@ -1,0 +1,97 @@
+// Package testutil holds what the tests of several packages share: bcrypt
+// hashes made cheaply, external tools the tests run, and a stand-in for the
+// tagcache app.
+package testutil
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tagcache/caddy-tagcache/auth"
+	"github.com/tagcache/caddy-tagcache/store"
+)
+
+// BcryptHash hashes password at bcrypt's lowest cost, which keeps tests
+// fast and is accepted like any `caddy hash-password` output.
+func BcryptHash(t testing.TB, password string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+// Tool returns the path of the first of names on PATH. A missing tool fails
+// the test in CI (CI=true), where .ci/run installs debPackage, and skips it
+// elsewhere.
+func Tool(t testing.TB, debPackage string, names ...string) string {
+	t.Helper()
+	for _, name := range names {
+		if bin, err := exec.LookPath(name); err == nil {
+			return bin
+		}
+	}
+	msg := fmt.Sprintf("%s is not installed (Debian package %s)", names[0], debPackage)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// App stands in for the tagcache app: its stores by name ("" is
+// "default"), its users, and snapshots written to SnapshotDir if it is set.
+type App struct {
+	Stores      map[string]*store.Store
+	UserSet     *auth.Users
+	SnapshotDir string
+}
+
+// NewApp returns an App with one default store and no users.
+func NewApp(t testing.TB, st *store.Store) *App {
+	t.Helper()
+	users, err := auth.NewUsers(auth.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &App{Stores: map[string]*store.Store{"default": st}, UserSet: users}
+}
+
+// Store returns the named store.
+func (a *App) Store(name string) (*store.Store, error) {
+	if name == "" {
+		name = "default"
+	}
+	st, ok := a.Stores[name]
+	if !ok {
+		return nil, fmt.Errorf("no store named %q", name)
+	}
+	return st, nil
+}
+
+// Users returns the users.
+func (a *App) Users() *auth.Users { return a.UserSet }
+
+// SaveSnapshot writes the named store to SnapshotDir/<name>.snap.
+func (a *App) SaveSnapshot(name string) (store.SnapshotStats, error) {
+	st, err := a.Store(name)
+	if err != nil {
+		return store.SnapshotStats{}, err
+	}
+	if a.SnapshotDir == "" {
+		return store.SnapshotStats{}, errors.New("no snapshot configured")
+	}
+	if name == "" {
+		name = "default"
+	}
+	return st.SaveFile(filepath.Join(a.SnapshotDir, name+".snap"), store.CompressNone)
+}
+
+var _ auth.App = (*App)(nil)
