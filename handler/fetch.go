@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -182,6 +183,8 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, c *capture, lk
 type flight struct {
 	done   chan struct{}
 	stored bool // set before done is closed
+	// waiters counts the requests waiting for it.
+	waiters atomic.Int32
 }
 
 // flights tracks in-flight upstream requests by key.
@@ -238,6 +241,7 @@ func (h *Handler) coalesce(w http.ResponseWriter, r *http.Request, next caddyhtt
 		}()
 		return h.fetch(w, r, next, reqCC, lk, fwd, fl)
 	}
+	fl.waiters.Add(1)
 	select {
 	case <-fl.done:
 	case <-r.Context().Done():

@@ -459,7 +459,11 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, next ca
 				lk.detach()
 				h.revalidateInBackground(r, next, lk)
 			}
-			err := h.writeStored(w, r, &lk.s, age, h.hitPrefix+strconv.FormatInt(lk.s.lifetime-age, 10)+detail)
+			ttl := lk.s.lifetime - age
+			if lk.item.Stale {
+				ttl = min(ttl, 0) // soft-purged
+			}
+			err := h.writeStored(w, r, &lk.s, age, h.hitPrefix+strconv.FormatInt(ttl, 10)+detail)
 			keyBufPool.Put(bp)
 			return err
 		}

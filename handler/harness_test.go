@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
@@ -132,13 +134,25 @@ func (tc *testCache) doRequest(r *http.Request) *httptest.ResponseRecorder {
 	tc.t.Helper()
 	w := httptest.NewRecorder()
 	if err := tc.h.ServeHTTP(w, r, caddyhttp.HandlerFunc(tc.origin.ServeHTTP)); err != nil {
+		// What Caddy's error handling would send.
+		w.Code = http.StatusBadGateway
 		if he, ok := err.(caddyhttp.HandlerError); ok {
 			w.Code = he.StatusCode
-			return w
 		}
-		tc.t.Fatalf("%s %s: %v", r.Method, r.URL, err)
 	}
 	return w
+}
+
+// contextWithReplacer returns r's context with a Caddy replacer.
+func contextWithReplacer(r *http.Request, repl *caddy.Replacer) context.Context {
+	return context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+}
+
+// requestWithCancel returns a request whose context the test cancels, as
+// a client going away would.
+func requestWithCancel(method, target string) (*http.Request, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	return httptest.NewRequest(method, target, nil).WithContext(ctx), cancel
 }
 
 func (tc *testCache) requests() int64 { return tc.origin.requests.Load() }
