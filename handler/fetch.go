@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,8 +33,9 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		fwd: fwd, reqTime: h.now(), flight: fl, key: lk.primary,
 	}
 	if w != nil {
-		c.pre = w.Header()
-		c.header = c.pre.Clone()
+		// Two copies: the client's map is rewritten when a 1xx goes out.
+		c.pre = w.Header().Clone()
+		c.header = w.Header().Clone()
 	} else {
 		c.header = make(http.Header)
 	}
@@ -255,7 +255,7 @@ func (h *Handler) coalesce(w http.ResponseWriter, r *http.Request, next caddyhtt
 			age := again.s.currentAge(now)
 			if act, _ := choose(&again.s, again.item.Stale, reqCC, age); act == serveFresh {
 				httpMetrics.hits.Inc()
-				err := h.writeStored(w, r, &again.s, age, h.hitPrefix+strconv.FormatInt(again.s.lifetime-age, 10)+"; detail=coalesced")
+				err := h.writeStored(w, r, &again.s, age, h.hitStatus(again.s.lifetime-age, "; detail=coalesced"))
 				keyBufPool.Put(bp)
 				return err
 			}

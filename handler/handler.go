@@ -427,7 +427,6 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, next ca
 		return next.ServeHTTP(w, r)
 	}
 	reqCC := requestDirectives(r.Header)
-	withAuth := len(r.Header["Authorization"]) > 0
 	bp := keyBufPool.Get().(*[]byte)
 	lk := h.lookup(bp, r)
 	fwd := "uri-miss"
@@ -435,7 +434,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, next ca
 		fwd = "vary-miss"
 	}
 
-	if lk.found && withAuth && lk.s.flags&flagAuthOK == 0 {
+	if lk.found && len(r.Header["Authorization"]) > 0 && lk.s.flags&flagAuthOK == 0 {
 		// RFC 9111 section 3.5: only responses that say so answer
 		// requests with credentials.
 		lk.found, fwd = false, "request"
@@ -447,8 +446,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, next ca
 		switch act {
 		case serveFresh:
 			httpMetrics.hits.Inc()
-			status := h.hitPrefix + strconv.FormatInt(lk.s.lifetime-age, 10)
-			err := h.writeStored(w, r, &lk.s, age, status)
+			err := h.writeStored(w, r, &lk.s, age, h.hitStatus(lk.s.lifetime-age, ""))
 			keyBufPool.Put(bp)
 			return err
 		case serveStale, serveStaleRevalidate:
@@ -463,28 +461,40 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, next ca
 			if lk.item.Stale {
 				ttl = min(ttl, 0) // soft-purged
 			}
-			err := h.writeStored(w, r, &lk.s, age, h.hitPrefix+strconv.FormatInt(ttl, 10)+detail)
+			err := h.writeStored(w, r, &lk.s, age, h.hitStatus(ttl, detail))
 			keyBufPool.Put(bp)
 			return err
 		}
 		lk.detach()
 		keyBufPool.Put(bp)
-		if reqCC.onlyIfCached {
-			return h.gatewayTimeout(w)
-		}
-		httpMetrics.misses.Inc()
-		return h.fetch(w, r, next, &reqCC, &lk, why, nil)
+		return h.forward(w, r, next, reqCC, lk, why)
 	}
 	lk.detach()
 	keyBufPool.Put(bp)
+	return h.forward(w, r, next, reqCC, lk, fwd)
+}
+
+// forward goes upstream for a request the cache cannot answer: to
+// revalidate lk's stale response if found, else as a miss, coalesced with
+// concurrent ones when the response may be stored. reqCC and lk are
+// passed by value so that the hit path keeps them on its stack.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, reqCC directives, lk lookup, fwd string) error {
 	if reqCC.onlyIfCached {
 		return h.gatewayTimeout(w)
 	}
 	httpMetrics.misses.Inc()
-	if withAuth || r.Method != http.MethodGet || len(r.Header["Range"]) > 0 {
+	if lk.found || len(r.Header["Authorization"]) > 0 || r.Method != http.MethodGet || len(r.Header["Range"]) > 0 {
 		return h.fetch(w, r, next, &reqCC, &lk, fwd, nil)
 	}
 	return h.coalesce(w, r, next, &reqCC, &lk, fwd)
+}
+
+// hitStatus is the Cache-Status entry of a hit, built with one allocation.
+func (h *Handler) hitStatus(ttl int64, detail string) string {
+	var buf [80]byte
+	b := append(buf[:0], h.hitPrefix...)
+	b = strconv.AppendInt(b, ttl, 10)
+	return string(append(b, detail...))
 }
 
 // gatewayTimeout answers an only-if-cached request that the cache cannot

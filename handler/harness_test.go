@@ -90,14 +90,14 @@ func respond(c *clock, status int, body string, fields ...string) func(w http.Re
 
 // testCache is a handler over its own store, clock and origin.
 type testCache struct {
-	t      *testing.T
+	t      testing.TB
 	h      *Handler
 	st     *store.Store
 	clock  *clock
 	origin *origin
 }
 
-func newTestCache(t *testing.T, configure func(h *Handler)) *testCache {
+func newTestCache(t testing.TB, configure func(h *Handler)) *testCache {
 	t.Helper()
 	c := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	st, err := store.New(store.Config{Now: c.ms, SweepInterval: -1, MaxItemSize: 16 << 20})

@@ -222,3 +222,31 @@ func TestMustRevalidateUnreachable(t *testing.T) {
 		t.Errorf("got %d %q; want 504 for a must-revalidate response that cannot be revalidated", w.Code, w.Body.String())
 	}
 }
+
+// TestEarlyHints: a 103 passes through, and the final response's fields,
+// set before it, are still stored.
+func TestEarlyHints(t *testing.T) {
+	tc := newTestCache(t, nil)
+	tc.origin.set(func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Set("Content-Type", "text/html")
+		_, err := w.Write([]byte("hello"))
+		return err
+	})
+	srv := serveOverHTTP(t, tc)
+	for i := range 2 {
+		resp, err := http.Get(srv.URL + "/page")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Link") != "</style.css>; rel=preload" || resp.Header.Get("Content-Type") != "text/html" {
+			t.Errorf("request %d: %d, Link %q, Content-Type %q", i, resp.StatusCode, resp.Header.Get("Link"), resp.Header.Get("Content-Type"))
+		}
+	}
+	if tc.requests() != 1 {
+		t.Errorf("origin saw %d requests; want 1", tc.requests())
+	}
+}
