@@ -182,11 +182,18 @@ func (c *capture) statusValue() string {
 	return b.String()
 }
 
-// copyHeader replaces the fields of dst by the captured ones.
+// copyHeader replaces the fields of dst by the captured ones, without the
+// fields meant for this cache only.
 func (c *capture) copyHeader(dst http.Header) {
 	clear(dst)
 	for k, v := range c.header {
 		dst[k] = v
+	}
+	delete(dst, "Surrogate-Control")
+	if !c.h.KeepTagHeaders {
+		for _, f := range c.h.tagFields {
+			delete(dst, f)
+		}
 	}
 }
 
@@ -196,12 +203,6 @@ func (c *capture) copyHeader(dst http.Header) {
 func (c *capture) writeClientHeader() bool {
 	wh := c.w.Header()
 	c.copyHeader(wh)
-	delete(wh, "Surrogate-Control")
-	if !c.h.KeepTagHeaders {
-		for _, f := range c.h.tagFields {
-			delete(wh, f)
-		}
-	}
 	c.h.setStatus(wh, c.statusValue())
 	if c.cond != nil && c.status == http.StatusOK &&
 		conditionalsMatch(c.cond, wh.Get("Etag"), wh.Get("Last-Modified"), wh.Get("Date")) {

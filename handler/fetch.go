@@ -40,6 +40,10 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		c.header = make(http.Header)
 	}
 	err := next.ServeHTTP(c, up)
+	if err == nil && !c.wroteHeader {
+		// What net/http sends for a handler that wrote nothing.
+		c.WriteHeader(http.StatusOK)
+	}
 	c.finish(err)
 
 	switch {
@@ -158,6 +162,9 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, c *capture, lk
 		get := *c.req
 		get.Method = http.MethodGet
 		pol, reason = h.decide(&get, c.reqCC, old.status, merged, c.reqTime, c.respTime)
+	}
+	for _, f := range pol.omit {
+		delete(merged, f)
 	}
 	value := make([]byte, fixedLen, fixedLen+len(old.body)+len(old.fields)+256)
 	value = append(value, old.body...)
