@@ -83,14 +83,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil || dur < 0 {
 				return d.Errf("%s: invalid duration '%s'", opt, v)
 			}
-			*map[string]*caddy.Duration{
-				"default_ttl":            &h.DefaultTTL,
-				"max_heuristic_ttl":      &h.MaxHeuristicTTL,
-				"stale_while_revalidate": &h.StaleWhileRevalidate,
-				"stale_if_error":         &h.StaleIfError,
-				"keep_stale":             &h.KeepStale,
-				"revalidate_timeout":     &h.RevalidateTimeout,
-			}[opt] = caddy.Duration(dur)
+			switch opt {
+			case "default_ttl":
+				h.DefaultTTL = caddy.Duration(dur)
+			case "max_heuristic_ttl":
+				h.MaxHeuristicTTL = caddy.Duration(dur)
+			case "stale_while_revalidate":
+				h.StaleWhileRevalidate = caddy.Duration(dur)
+			case "stale_if_error":
+				h.StaleIfError = caddy.Duration(dur)
+			case "keep_stale":
+				h.KeepStale = caddy.Duration(dur)
+			case "revalidate_timeout":
+				h.RevalidateTimeout = caddy.Duration(dur)
+			}
 		case "max_body_size":
 			var v string
 			if !d.AllArgs(&v) {
