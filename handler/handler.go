@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -219,6 +220,7 @@ func (h *Handler) setup() error {
 	}
 	if h.Key != nil {
 		h.key = *h.Key
+		h.key.Headers = slices.Clone(h.key.Headers)
 	}
 	for i, name := range h.key.Headers {
 		h.key.Headers[i] = http.CanonicalHeaderKey(name)
