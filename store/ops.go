@@ -255,15 +255,17 @@ func (s *Store) GetAndDelete(key string) (Item, bool) {
 	s.checkFlush()
 	sh := s.shardFor(key)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	e := s.liveLocked(sh, key)
 	if e == nil {
+		sh.mu.Unlock()
 		sh.misses.Add(1)
 		return Item{}, false
 	}
 	sh.hits.Add(1)
 	it := s.read(e)
 	s.removeLocked(sh, e, &sh.deletes)
+	sh.mu.Unlock()
+	s.emit(Invalidation{Kind: KeyDeleted, Key: key})
 	return it, true
 }
 
@@ -272,11 +274,13 @@ func (s *Store) Delete(key string) error {
 	s.checkFlush()
 	sh := s.shardFor(key)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	e := s.liveLocked(sh, key)
 	if e == nil {
+		sh.mu.Unlock()
 		return ErrNotFound
 	}
 	s.removeLocked(sh, e, &sh.deletes)
+	sh.mu.Unlock()
+	s.emit(Invalidation{Kind: KeyDeleted, Key: key})
 	return nil
 }

@@ -10,12 +10,14 @@ func (s *Store) MarkStale(key string) error {
 	s.checkFlush()
 	sh := s.shardFor(key)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	e := s.liveLocked(sh, key)
 	if e == nil {
+		sh.mu.Unlock()
 		return ErrNotFound
 	}
 	s.markStaleLocked(sh, e)
+	sh.mu.Unlock()
+	s.emit(Invalidation{Kind: KeyStale, Key: key})
 	return nil
 }
 
@@ -37,6 +39,7 @@ func (s *Store) StaleTags(tags ...string) int {
 			sh.mu.Unlock()
 		}
 	}
+	s.emit(Invalidation{Kind: TagsStale, Tags: tags, Count: marked})
 	return marked
 }
 
