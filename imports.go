@@ -4,4 +4,5 @@ package tagcache
 // `xcaddy build --with github.com/tagcache/caddy-tagcache` brings them all.
 import (
 	_ "github.com/tagcache/caddy-tagcache/admin"
+	_ "github.com/tagcache/caddy-tagcache/listeners/resp"
 )

@@ -219,6 +219,16 @@ func (a *App) Store(name string) (*store.Store, error) {
 // Users returns the configured users; it is valid from Provision on.
 func (a *App) Users() *auth.Users { return a.users }
 
+// StoreNames returns the configured store names, "default" first and then
+// the others in lexical order; it is valid from Provision on.
+func (a *App) StoreNames() []string {
+	names := a.storeNames()
+	i := sort.SearchStrings(names, DefaultStore)
+	copy(names[1:i+1], names[:i])
+	names[0] = DefaultStore
+	return names
+}
+
 // storeNames returns the configured store names in a stable order.
 func (a *App) storeNames() []string {
 	names := make([]string, 0, len(a.Stores))
