@@ -62,7 +62,7 @@ func (a *fakeApp) SaveSnapshot(name string) (store.SnapshotStats, error) {
 	if name == "nosnap" {
 		return store.SnapshotStats{}, errors.New("store \"nosnap\" has no snapshot configured")
 	}
-	a.saves.Add(1)
+	defer a.saves.Add(1)
 	return st.SaveFile(filepath.Join(a.dir, name+".snap"), store.CompressNone)
 }
 

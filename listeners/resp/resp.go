@@ -8,6 +8,7 @@ package resp
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -195,7 +196,17 @@ func (c *conn) storeError(st *store.Store, err error) string {
 		// The entry does not fit in the whole memory budget.
 		return errOOM
 	case lim != nil:
-		return "ERR " + lim.Error()
+		// Named by the Caddyfile options that set the limits.
+		what, option := "value too large", "max_item_size"
+		switch {
+		case errors.Is(lim.Err, store.ErrKeyTooLong):
+			what, option = "key too long", "max_key_length"
+		case errors.Is(lim.Err, store.ErrTagTooLong):
+			what, option = "tag too long", "the tag length limit"
+		case errors.Is(lim.Err, store.ErrTooManyTags):
+			return fmt.Sprintf("ERR too many tags: %d, max_tags_per_key is %d", lim.Size, lim.Max)
+		}
+		return fmt.Sprintf("ERR %s: %d bytes, %s is %d", what, lim.Size, option, lim.Max)
 	case errors.Is(err, store.ErrEmptyKey):
 		return "ERR empty keys are not supported"
 	}
