@@ -43,6 +43,7 @@ type subscriber struct {
 
 	mu      sync.Mutex
 	pending []byte
+	spare   []byte // the other of the two buffers pending swaps with
 	closed  bool
 	wake    chan struct{}
 	stop    chan struct{}
@@ -132,17 +133,20 @@ func (s *subscriber) deliverLoop() {
 }
 
 // drain writes the queued messages to the connection's writer. The caller
-// holds c.mu.
+// holds c.mu, which guards spare. The messages are taken out under s.mu
+// and written without it, so that publishers never wait for the client.
 func (s *subscriber) drain() {
 	s.mu.Lock()
-	if len(s.pending) > 0 {
-		s.c.w.write(s.pending)
-		s.pending = s.pending[:0]
-		if cap(s.pending) > keepArgBufferBytes {
-			s.pending = nil
-		}
-	}
+	buf := s.pending
+	s.pending = s.spare[:0]
 	s.mu.Unlock()
+	if len(buf) > 0 {
+		s.c.w.write(buf)
+	}
+	s.spare = nil
+	if cap(buf) <= keepArgBufferBytes {
+		s.spare = buf
+	}
 }
 
 // close stops delivery and waits for the delivery goroutine, so that
@@ -152,9 +156,13 @@ func (s *subscriber) close() {
 	s.closed = true
 	s.mu.Unlock()
 	close(s.stop)
-	// A delivery blocked on a client that does not read gives up.
-	s.c.s.Conn.SetWriteDeadline(time.Now())
-	<-s.stopped
+	select {
+	case <-s.stopped:
+	case <-time.After(100 * time.Millisecond):
+		// A delivery blocked on a client that does not read gives up.
+		s.c.s.Conn.SetWriteDeadline(time.Now())
+		<-s.stopped
+	}
 }
 
 // publish sends msg to the subscribers of channel and of the patterns

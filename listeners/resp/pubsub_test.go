@@ -3,6 +3,7 @@ package resp
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,4 +128,30 @@ func TestInvalidationEvents(t *testing.T) {
 		cli.GetDel(ctx, "h")
 		expect("GETDEL", "__tagcache@default__:invalidate:key", "h")
 	}, "sessions")
+}
+
+// TestSlowSubscriber: a subscriber that does not read is disconnected
+// once 32 MiB of messages wait for it, as Redis's pubsub output buffer
+// limit does; publishers are not held up.
+func TestSlowSubscriber(t *testing.T) {
+	ctx := context.Background()
+	srv := startServer(t, serverOptions{})
+	sub := dialRaw(t, srv.addr)
+	sub.do("SUBSCRIBE", "firehose") // and never read again
+	pub := newClient(t, srv.addr, 3)
+	msg := strings.Repeat("m", 1_000_000)
+	for i := 0; ; i++ {
+		if i == 200 {
+			t.Fatal("the subscriber is still there after 200 MB")
+		}
+		if err := pub.Publish(ctx, "firehose", msg).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n := pub.PubSubNumSub(ctx, "firehose").Val()["firehose"]; n == 0 {
+			break
+		}
+	}
+	if err := pub.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -119,7 +119,8 @@ func (c *conn) serve() error {
 				c.mu.Unlock()
 				return err
 			}
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			// The client went away, possibly in the middle of a command.
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return err
@@ -146,6 +147,10 @@ func (c *conn) serve() error {
 // permissions, the pub/sub context) and runs it, or queues it inside
 // MULTI.
 func (c *conn) execute(args [][]byte) {
+	c.client.commands.Add(1)
+	if c.sub != nil {
+		c.sub.drain() // messages published before this command come before its reply
+	}
 	cmd, msg := lookup(args)
 	switch {
 	case cmd == nil:
@@ -164,10 +169,6 @@ func (c *conn) execute(args [][]byte) {
 		return
 	}
 	c.client.lastCommand.Store(cmd)
-	c.client.commands.Add(1)
-	if c.sub != nil {
-		c.sub.drain() // messages published before this command come before its reply
-	}
 	if c.multi != nil && cmd.flags&flagNoQueue == 0 {
 		c.multi.enqueue(cmd, args)
 		c.w.simple("QUEUED")
