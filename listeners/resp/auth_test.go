@@ -19,7 +19,7 @@ var authUsers = []testUser{
 func TestAuthRaw(t *testing.T) {
 	srv := startServer(t, serverOptions{users: authUsers, authRequired: true})
 	c := dialRaw(t, srv.addr)
-	for _, step := range []struct{ args, want string }{
+	c.expect([]step{
 		{"PING", "-NOAUTH Authentication required.\r\n"},
 		{"GET k", "-NOAUTH Authentication required.\r\n"},
 		{"NOSUCH x", "-ERR unknown command 'NOSUCH', with args beginning with: 'x' \r\n"},
@@ -50,12 +50,7 @@ func TestAuthRaw(t *testing.T) {
 		{"AUTH admin adminpw", "+OK\r\n"},
 		{"FLUSHDB", "+OK\r\n"},
 		{"CONFIG SET maxmemory 10mb", "+OK\r\n"},
-	} {
-		c.send(step.args + "\r\n")
-		if got := c.reply(); got != step.want {
-			t.Fatalf("%s: %q, want %q", step.args, got, step.want)
-		}
-	}
+	})
 	if got := srv.store("default").Stats().MaxMemory; got != 10<<20 {
 		t.Fatalf("CONFIG SET maxmemory made the budget %d", got)
 	}
@@ -126,19 +121,14 @@ func TestAuthGoRedis(t *testing.T) {
 func TestAuthNotRequired(t *testing.T) {
 	srv := startServer(t, serverOptions{users: []testUser{{name: "reader", perms: []string{"read"}}}})
 	c := dialRaw(t, srv.addr)
-	for _, step := range []struct{ args, want string }{
+	c.expect([]step{
 		{"FLUSHDB", "+OK\r\n"},
 		{"AUTH readerpw", "-WRONGPASS invalid username-password pair or user is disabled.\r\n"},
 		{"AUTH reader readerpw", "+OK\r\n"},
 		{"SET k v", "-NOPERM this user has no permissions to run the 'set' command\r\n"},
 		{"RESET", "+RESET\r\n"},
 		{"SET k v", "+OK\r\n"},
-	} {
-		c.send(step.args + "\r\n")
-		if got := c.reply(); got != step.want {
-			t.Fatalf("%s: %q, want %q", step.args, got, step.want)
-		}
-	}
+	})
 	open := startServer(t, serverOptions{})
 	if got := dialRaw(t, open.addr).do("AUTH", "pw"); got != "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n" {
 		t.Fatalf("AUTH without users: %q", got)

@@ -107,3 +107,17 @@ func (c *rawClient) closed() bool {
 	_, err := io.ReadAll(c.r)
 	return err == nil || errors.Is(err, syscall.ECONNRESET)
 }
+
+// step is an inline command and its expected raw reply.
+type step struct{ args, want string }
+
+// expect sends each step's command and checks its reply.
+func (c *rawClient) expect(steps []step) {
+	c.t.Helper()
+	for _, st := range steps {
+		c.send(st.args + "\r\n")
+		if got := c.reply(); got != st.want {
+			c.t.Fatalf("%s: %q, want %q", st.args, got, st.want)
+		}
+	}
+}

@@ -235,54 +235,34 @@ func splitArgs(line, buf []byte, spans []span) ([]byte, []span, error) {
 			return buf, spans, nil
 		}
 		start := len(buf)
-		inDouble, inSingle := false, false
+		quote := byte(0) // the quote the word is in, if any
 		for done := false; !done; {
 			c := at(i)
 			switch {
-			case inDouble:
-				switch {
-				case c == '\\' && at(i+1) == 'x' && isHex(at(i+2)) && isHex(at(i+3)):
-					buf = append(buf, unhex(at(i+2))<<4|unhex(at(i+3)))
-					i += 3
-				case c == '\\' && at(i+1) != 0:
-					i++
-					buf = append(buf, unescape(at(i)))
-				case c == '"':
-					if at(i+1) != 0 && !isSpace(at(i+1)) {
-						return buf, spans, protocolError("unbalanced quotes in request")
-					}
-					done = true
-				case c == 0:
+			case quote == '"' && c == '\\' && at(i+1) == 'x' && isHex(at(i+2)) && isHex(at(i+3)):
+				buf = append(buf, unhex(at(i+2))<<4|unhex(at(i+3)))
+				i += 3
+			case quote == '"' && c == '\\' && at(i+1) != 0:
+				i++
+				buf = append(buf, unescape(at(i)))
+			case quote == '\'' && c == '\\' && at(i+1) == '\'':
+				i++
+				buf = append(buf, '\'')
+			case quote != 0 && c == quote:
+				if at(i+1) != 0 && !isSpace(at(i+1)) {
 					return buf, spans, protocolError("unbalanced quotes in request")
-				default:
-					buf = append(buf, c)
 				}
-			case inSingle:
-				switch {
-				case c == '\\' && at(i+1) == '\'':
-					i++
-					buf = append(buf, '\'')
-				case c == '\'':
-					if at(i+1) != 0 && !isSpace(at(i+1)) {
-						return buf, spans, protocolError("unbalanced quotes in request")
-					}
-					done = true
-				case c == 0:
-					return buf, spans, protocolError("unbalanced quotes in request")
-				default:
-					buf = append(buf, c)
-				}
+				done = true
+			case quote != 0 && c == 0:
+				return buf, spans, protocolError("unbalanced quotes in request")
+			case quote != 0:
+				buf = append(buf, c)
+			case c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == 0:
+				done = true
+			case c == '"' || c == '\'':
+				quote = c
 			default:
-				switch c {
-				case ' ', '\n', '\r', '\t', 0:
-					done = true
-				case '"':
-					inDouble = true
-				case '\'':
-					inSingle = true
-				default:
-					buf = append(buf, c)
-				}
+				buf = append(buf, c)
 			}
 			if at(i) != 0 {
 				i++

@@ -69,10 +69,8 @@ func startRedis(t testing.TB, port int, extra ...string) string {
 	}
 }
 
-// compareScript is run line by line against both servers. A line is an
-// inline command (quotes as redis-cli takes them); a leading "~" compares
-// the reply with every array sorted, for replies in no defined order.
-const compareScript = `
+// commandsScript exercises the commands' options and errors.
+const commandsScript = `
 SET k v
 GET k
 SET k v2 NX
@@ -521,11 +519,10 @@ func (c *scriptClient) do(t *testing.T, args []string) *redisReply {
 
 // scriptArgs splits a script line with the inline command splitter.
 func scriptArgs(t *testing.T, line string) []string {
-	_, spans, err := splitArgs([]byte(line), nil, nil)
+	buf, spans, err := splitArgs([]byte(line), nil, nil)
 	if err != nil {
 		t.Fatalf("script line %q: %v", line, err)
 	}
-	buf, _, _ := splitArgs([]byte(line), nil, nil)
 	args := make([]string, len(spans))
 	for i, s := range spans {
 		args[i] = string(buf[s.start:s.end])
@@ -533,26 +530,47 @@ func scriptArgs(t *testing.T, line string) []string {
 	return args
 }
 
-func TestCompareWithRedis(t *testing.T) {
+// compareScript runs script against a fresh listener and a fresh
+// redis-server. A line is an inline command (quotes as redis-cli takes
+// them) and may start with "#n " (the command has n replies, as
+// SUBSCRIBE does), then "~" (compare the replies with every array sorted,
+// for replies in no defined order) or "!" (send to both, do not compare:
+// HELLO's reply names the server).
+func compareScript(t *testing.T, script string) {
 	redisAddr := startRedis(t, redisComparePort)
 	srv := startServer(t, serverOptions{})
 	ours, theirs := dialScript(t, srv.addr), dialScript(t, redisAddr)
-	for _, line := range strings.Split(compareScript, "\n") {
+	for _, line := range strings.Split(script, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" {
 			continue
 		}
-		sortReply := strings.HasPrefix(line, "~")
-		args := scriptArgs(t, strings.TrimPrefix(line, "~"))
-		got, want := ours.do(t, args), theirs.do(t, args)
-		if sortReply {
-			got, want = got.sorted(), want.sorted()
+		replies := 1
+		if strings.HasPrefix(line, "#") {
+			n, rest, _ := strings.Cut(line[1:], " ")
+			replies, _ = strconv.Atoi(n)
+			line = rest
 		}
-		if got.String() != want.String() {
-			t.Errorf("%s\n got  %q\n want %q", line, got, want)
+		sortReply, noCompare := strings.HasPrefix(line, "~"), strings.HasPrefix(line, "!")
+		args := scriptArgs(t, strings.TrimLeft(line, "~!"))
+		for i := range replies {
+			var got, want *redisReply
+			if i == 0 {
+				got, want = ours.do(t, args), theirs.do(t, args)
+			} else {
+				got, want = ours.next(t), theirs.next(t)
+			}
+			if sortReply {
+				got, want = got.sorted(), want.sorted()
+			}
+			if !noCompare && got.String() != want.String() {
+				t.Errorf("%s (reply %d)\n got  %q\n want %q", line, i+1, got, want)
+			}
 		}
 	}
 }
+
+func TestCompareWithRedis(t *testing.T) { compareScript(t, commandsScript) }
 
 // rawCases are sent as they are, each on a fresh connection followed by
 // QUIT, and everything both servers answer until they close is compared:
@@ -657,10 +675,8 @@ func TestCompareGlobWithRedis(t *testing.T) {
 	}
 }
 
-// compareScriptSessions runs in RESP3 and through subscriptions. Besides
-// "~", a line may start with "!" (send to both, do not compare: HELLO's
-// reply names the server) or "#n " (the command has n replies).
-const compareScriptSessions = `
+// sessionsScript runs in RESP3 and through subscriptions.
+const sessionsScript = `
 !HELLO 3
 GET nope
 SET k v GET
@@ -712,39 +728,7 @@ RESET
 GET k
 `
 
-func TestCompareSessionsWithRedis(t *testing.T) {
-	redisAddr := startRedis(t, redisComparePort)
-	srv := startServer(t, serverOptions{})
-	ours, theirs := dialScript(t, srv.addr), dialScript(t, redisAddr)
-	for _, line := range strings.Split(compareScriptSessions, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		replies := 1
-		if strings.HasPrefix(line, "#") {
-			n, rest, _ := strings.Cut(line[1:], " ")
-			replies, _ = strconv.Atoi(n)
-			line = rest
-		}
-		sortReply, noCompare := strings.HasPrefix(line, "~"), strings.HasPrefix(line, "!")
-		args := scriptArgs(t, strings.TrimLeft(line, "~!"))
-		for i := range replies {
-			var got, want *redisReply
-			if i == 0 {
-				got, want = ours.do(t, args), theirs.do(t, args)
-			} else {
-				got, want = ours.next(t), theirs.next(t)
-			}
-			if sortReply {
-				got, want = got.sorted(), want.sorted()
-			}
-			if !noCompare && got.String() != want.String() {
-				t.Errorf("%s (reply %d)\n got  %q\n want %q", line, i+1, got, want)
-			}
-		}
-	}
-}
+func TestCompareSessionsWithRedis(t *testing.T) { compareScript(t, sessionsScript) }
 
 func (c *scriptClient) next(t *testing.T) *redisReply {
 	t.Helper()

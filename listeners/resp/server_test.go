@@ -132,7 +132,7 @@ func TestSelectAndFlushAll(t *testing.T) {
 	ctx := context.Background()
 	srv := startServer(t, serverOptions{stores: []string{"sessions", "api"}})
 	c := dialRaw(t, srv.addr)
-	for _, step := range []struct{ args, want string }{
+	c.expect([]step{
 		{"NAMESPACES", "*3\r\n$7\r\ndefault\r\n$3\r\napi\r\n$8\r\nsessions\r\n"},
 		{"SET k default", "+OK\r\n"},
 		{"SELECT 2", "+OK\r\n"},
@@ -149,12 +149,7 @@ func TestSelectAndFlushAll(t *testing.T) {
 		{"INFO keyspace", "$108\r\n# Keyspace\r\ndb0:keys=1,tags=0,store=default\r\ndb1:keys=1,tags=0,store=api\r\ndb2:keys=2,tags=0,store=sessions\r\n\r\n"},
 		{"RESET", "+RESET\r\n"},
 		{"GET k", "$7\r\ndefault\r\n"},
-	} {
-		c.send(step.args + "\r\n")
-		if got := c.reply(); got != step.want {
-			t.Fatalf("%s: %q, want %q", step.args, got, step.want)
-		}
-	}
+	})
 	if it, _ := srv.store("sessions").Get("k2"); string(it.Value) != "api" {
 		t.Fatalf("COPY DB wrote %q", it.Value)
 	}

@@ -360,6 +360,12 @@ func (c *conn) getset(args [][]byte) {
 		old, existed = it, exists
 		return edit{value: args[2], write: true}, nil
 	})
+	c.replyOld(err, old, existed)
+}
+
+// replyOld answers with the value an entry had before a write (null if it
+// did not exist), or with the write's error.
+func (c *conn) replyOld(err error, old store.Item, existed bool) {
 	switch {
 	case err != nil:
 		c.fail(c.db, err)
@@ -410,14 +416,7 @@ func (c *conn) getex(args [][]byte) {
 		p.Expires = expires
 		return edit{value: it.Value, params: p, write: true}, nil
 	})
-	switch {
-	case err != nil:
-		c.fail(c.db, err)
-	case existed:
-		c.w.bulk(old.Value)
-	default:
-		c.w.null()
-	}
+	c.replyOld(err, old, existed)
 }
 
 // appendCmd answers APPEND, which creates a missing key.
