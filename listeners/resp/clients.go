@@ -73,16 +73,19 @@ func unregisterClient(cl *client) {
 	clients.Unlock()
 }
 
-// clientStats returns the connected clients, the connections made so far
-// and the commands processed.
-func clientStats() (connected int, total, commands uint64) {
+// clientStats returns the connected clients, those of them subscribed to
+// something, the connections made so far and the commands processed.
+func clientStats() (connected, subscribed int, total, commands uint64) {
 	clients.Lock()
 	defer clients.Unlock()
 	commands = clients.retiredCommands
 	for _, cl := range clients.m {
 		commands += cl.commands.Load()
+		if cl.subs.Load()+cl.psubs.Load() > 0 {
+			subscribed++
+		}
 	}
-	return len(clients.m), clients.total, commands
+	return len(clients.m), subscribed, clients.total, commands
 }
 
 func (cl *client) setDB(i int) { cl.db.Store(int32(i)) }

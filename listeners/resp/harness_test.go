@@ -2,6 +2,7 @@ package resp
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -78,6 +79,9 @@ type serverOptions struct {
 	authRequired bool
 	limits       listeners.Limits
 	storeConfig  store.Config
+	// tls, if set, makes the server speak TLS, as the listener framework
+	// does with Caddy's certificates.
+	tls *tls.Config
 }
 
 // testServer serves the fake app's default store over RESP on 127.0.0.1,
@@ -140,6 +144,9 @@ func startServer(t testing.TB, opts serverOptions) *testServer {
 	}
 	app.users = users
 	srv := &testServer{t: t, app: app, ln: listenTestPort(t), conns: map[net.Conn]bool{}}
+	if opts.tls != nil {
+		srv.ln = tls.NewListener(srv.ln, opts.tls)
+	}
 	srv.addr = srv.ln.Addr().String()
 	srv.wg.Add(1)
 	go func() {

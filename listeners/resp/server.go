@@ -351,13 +351,13 @@ func (c *conn) info(args [][]byte) {
 		"uptime_in_seconds:"+strconv.FormatInt(uptime, 10),
 		"uptime_in_days:"+strconv.FormatInt(uptime/86400, 10),
 	)
-	connected, total, commands := clientStats()
+	connected, subscribed, total, commands := clientStats()
 	hub.mu.RLock()
 	channels, patterns := len(hub.channels), len(hub.patterns)
 	hub.mu.RUnlock()
 	section("Clients",
 		"connected_clients:"+strconv.Itoa(connected),
-		"pubsub_clients:"+strconv.FormatInt(hub.subscriptions.Load(), 10),
+		"pubsub_clients:"+strconv.Itoa(subscribed),
 	)
 	st := c.db.Stats()
 	cfg := c.db.Config()
