@@ -224,6 +224,9 @@ func (a *App) Users() *auth.Users { return a.users }
 func (a *App) StoreNames() []string {
 	names := a.storeNames()
 	i := sort.SearchStrings(names, DefaultStore)
+	if i == len(names) || names[i] != DefaultStore {
+		return names // before Provision
+	}
 	copy(names[1:i+1], names[:i])
 	names[0] = DefaultStore
 	return names
