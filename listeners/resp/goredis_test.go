@@ -101,6 +101,12 @@ func TestStrings(t *testing.T) {
 			t.Fatalf("PTTL after SETEX = %v, %v", ms, err)
 		}
 		checkErr(t, "PSETEX 0", rdb.Do(ctx, "PSETEX", "ex", "0", "v").Err(), "ERR invalid expire time in 'psetex' command")
+		s, err = rdb.Do(ctx, "PSETEX", "ex", "1500", "v").Text()
+		check(t, "PSETEX", s, err, "OK")
+		ms, err = rdb.PTTL(ctx, "ex").Result()
+		if err != nil || ms <= time.Second || ms > 1500*time.Millisecond {
+			t.Fatalf("PTTL after PSETEX = %v, %v", ms, err)
+		}
 
 		s, err = rdb.MSet(ctx, "a", "1", "b", "2").Result()
 		check(t, "MSET", s, err, "OK")

@@ -155,3 +155,43 @@ func TestSlowSubscriber(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestInvalidationHooksFollowSubscribers: a store's invalidations are
+// hooked while some connection has subscribed, once however many have,
+// and unhooked when the last of them ends.
+func TestInvalidationHooksFollowSubscribers(t *testing.T) {
+	srv := startServer(t, serverOptions{stores: []string{"sessions"}})
+	refs := func() (n int) {
+		storeHooks.Lock()
+		defer storeHooks.Unlock()
+		for st, h := range storeHooks.m {
+			if st == srv.store("default") || st == srv.store("sessions") {
+				n += h.refs
+			}
+		}
+		return n
+	}
+	waitRefs := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); refs() != want; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("hook references %d, want %d", refs(), want)
+			}
+		}
+	}
+	plain := dialRaw(t, srv.addr)
+	plain.do("SET", "k", "v")
+	waitRefs(0)
+	a, b := dialRaw(t, srv.addr), dialRaw(t, srv.addr)
+	a.do("SUBSCRIBE", "x")
+	b.do("PSUBSCRIBE", "__tagcache@*")
+	waitRefs(4) // two connections, two stores
+	a.conn.Close()
+	waitRefs(2)
+	plain.do("DEL", "k")
+	if got := b.reply(); !strings.Contains(got, "__tagcache@default__:invalidate:key") {
+		t.Fatalf("message %q", got)
+	}
+	b.conn.Close()
+	waitRefs(0)
+}
