@@ -431,6 +431,17 @@ func TestCrossFront(t *testing.T) {
 	if it.Flags != 7 || fmt.Sprint(it.Tags) != "[t]" || it.Expires == 0 {
 		t.Fatalf("after EXPIRE: %+v", it)
 	}
+	// A soft-purged entry stays stale through a change of its expiry; a
+	// new value is fresh.
+	srv.store("default").MarkStale("mc")
+	rdb.Persist(ctx, "mc")
+	if it, _ := srv.store("default").Get("mc"); !it.Stale || it.Expires != 0 {
+		t.Fatalf("after PERSIST of a stale entry: %+v", it)
+	}
+	rdb.Append(ctx, "mc", "!")
+	if it, _ := srv.store("default").Get("mc"); it.Stale {
+		t.Fatalf("after APPEND to a stale entry: %+v", it)
+	}
 }
 
 func TestPipeline(t *testing.T) {

@@ -120,7 +120,7 @@ func (c *conn) expireGeneric(args [][]byte, unit int) {
 		changed = true
 		p := kept(it)
 		p.Expires = when
-		return edit{value: it.Value, params: p, write: true}, nil
+		return rewrite(it, p), nil
 	})
 	if err != nil {
 		c.fail(c.db, err)
@@ -184,7 +184,7 @@ func (c *conn) persist(args [][]byte) {
 		}
 		p := kept(it)
 		p.Expires = 0
-		return edit{value: it.Value, params: p, write: true}, nil
+		return rewrite(it, p), nil
 	})
 	if err != nil {
 		c.fail(c.db, err)

@@ -342,7 +342,6 @@ func (c *conn) info(args [][]byte) {
 	section("Server",
 		"redis_version:"+redisVersion,
 		"redis_mode:standalone",
-		"tagcache_server:caddy",
 		"os:"+runtime.GOOS+" "+runtime.GOARCH,
 		"arch_bits:"+strconv.Itoa(strconv.IntSize),
 		"go_version:"+runtime.Version(),

@@ -41,6 +41,16 @@ type edit struct {
 	value  []byte
 	params store.Params
 	write  bool
+	// keepStale marks the entry stale again if it was: a change of
+	// metadata only (expiry, tags) does not make a soft-purged entry
+	// fresh, as a new value does.
+	keepStale bool
+}
+
+// rewrite is the edit that changes an entry's metadata to p, keeping its
+// value.
+func rewrite(it store.Item, p store.Params) edit {
+	return edit{value: it.Value, params: p, write: true, keepStale: true}
 }
 
 // modify reads the live entry under key, lets decide compute the new one
@@ -60,6 +70,9 @@ func modify(st *store.Store, key string, decide func(old store.Item, exists bool
 			_, err = st.CompareAndSwap(key, e.value, e.params, old.CAS)
 		} else {
 			_, err = st.Add(key, e.value, e.params)
+		}
+		if err == nil && e.keepStale && old.Stale {
+			st.MarkStale(key)
 		}
 		if !errors.Is(err, store.ErrCASMismatch) && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrExists) {
 			return err
@@ -414,7 +427,7 @@ func (c *conn) getex(args [][]byte) {
 		}
 		p := kept(it)
 		p.Expires = expires
-		return edit{value: it.Value, params: p, write: true}, nil
+		return rewrite(it, p), nil
 	})
 	c.replyOld(err, old, existed)
 }

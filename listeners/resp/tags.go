@@ -56,7 +56,7 @@ func (c *conn) tagdel(args [][]byte) {
 			}
 			p := kept(it)
 			p.Tags = slices.Delete(slices.Clone(it.Tags), i, i+1)
-			return edit{value: it.Value, params: p, write: true}, nil
+			return rewrite(it, p), nil
 		})
 		if err != nil {
 			c.fail(c.db, err)
