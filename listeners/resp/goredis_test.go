@@ -568,3 +568,59 @@ func TestTransactions(t *testing.T) {
 		}
 	})
 }
+
+// TestConcurrentClients runs clients side by side (under -race in CI):
+// writes, counters, tag invalidations, transactions, pub/sub and the
+// client registry at once. The counter ends exact.
+func TestConcurrentClients(t *testing.T) {
+	ctx := context.Background()
+	srv := startServer(t, serverOptions{})
+	sub := newClient(t, srv.addr, 3).PSubscribe(ctx, "*")
+	defer sub.Close()
+	sub.Receive(ctx)
+	const workers, ops = 6, 200
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rdb := newClient(t, srv.addr, 2+w%2)
+			for i := range ops {
+				k := "k" + strconv.Itoa(i%20)
+				var err error
+				switch i % 8 {
+				case 0:
+					err = rdb.Do(ctx, "SET", k, "v", "TAGS", "t"+strconv.Itoa(i%3)).Err()
+				case 1:
+					err = rdb.Get(ctx, k).Err()
+				case 2:
+					err = rdb.Incr(ctx, "counter").Err()
+				case 3:
+					err = rdb.Do(ctx, "INVALIDATE", "t"+strconv.Itoa(i%3)).Err()
+				case 4:
+					err = rdb.Publish(ctx, "ch", "m").Err()
+				case 5:
+					err = rdb.ClientList(ctx).Err()
+				case 6:
+					err = rdb.Watch(ctx, func(tx *redis.Tx) error {
+						_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+							p.Incr(ctx, "txcounter")
+							return nil
+						})
+						return err
+					}, "txcounter")
+				case 7:
+					err = rdb.Del(ctx, k).Err()
+				}
+				if err != nil && err != redis.Nil && !errors.Is(err, redis.TxFailedErr) {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rdb := newClient(t, srv.addr, 3)
+	n, err := rdb.Get(ctx, "counter").Int()
+	check(t, "counter", n, err, workers*ops/8)
+}
