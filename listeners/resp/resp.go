@@ -190,7 +190,7 @@ const (
 )
 
 // storeError words an error of a store write for a Redis client.
-func (c *conn) storeError(st *store.Store, err error) string {
+func storeError(st *store.Store, err error) string {
 	var lim *store.LimitError
 	switch {
 	case errors.As(err, &lim) && errors.Is(lim.Err, store.ErrValueTooLarge) && lim.Max != int64(st.Config().MaxItemSize):

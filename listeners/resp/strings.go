@@ -32,7 +32,7 @@ func (c *conn) fail(st *store.Store, err error) {
 		c.w.errorReply(string(re))
 		return
 	}
-	c.w.errorReply(c.storeError(st, err))
+	c.w.errorReply(storeError(st, err))
 }
 
 // edit is what a read-modify-write decides: store value with params, or
