@@ -7,4 +7,5 @@ import (
 	_ "github.com/tagcache/caddy-tagcache/handler"
 	_ "github.com/tagcache/caddy-tagcache/listeners/memcached"
 	_ "github.com/tagcache/caddy-tagcache/listeners/tabproto"
+	_ "github.com/tagcache/caddy-tagcache/listeners/resp"
 )

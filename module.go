@@ -286,6 +286,19 @@ func (a *App) MaxItemSize(name string) int {
 	return store.DefaultMaxItemSize
 }
 
+// StoreNames returns the configured store names, "default" first and then
+// the others in lexical order; it is valid from Provision on.
+func (a *App) StoreNames() []string {
+	names := a.storeNames()
+	i := sort.SearchStrings(names, DefaultStore)
+	if i == len(names) || names[i] != DefaultStore {
+		return names // before Provision
+	}
+	copy(names[1:i+1], names[:i])
+	names[0] = DefaultStore
+	return names
+}
+
 // storeNames returns the configured store names in a stable order.
 func (a *App) storeNames() []string {
 	names := make([]string, 0, len(a.Stores))

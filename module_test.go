@@ -71,6 +71,18 @@ func TestAppDefaultStore(t *testing.T) {
 	}
 }
 
+func TestAppStoreNames(t *testing.T) {
+	ctx := newTestContext(t)
+	a := &App{Stores: map[string]*StoreConfig{"z-storenames": nil, "a-storenames": nil, "m-storenames": {}}}
+	mustProvisionStart(t, ctx, a)
+	defer mustStopCleanup(t, a)
+	got := a.StoreNames()
+	want := []string{DefaultStore, "a-storenames", "m-storenames", "z-storenames"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("StoreNames() = %q, want %q", got, want)
+	}
+}
+
 // TestAppReload plays a config reload by hand in Caddy's order: the new app
 // is provisioned and started before the old one is stopped and cleaned up.
 func TestAppReload(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -39,7 +40,8 @@ func (a fakeApp) Store(name string) (*store.Store, error) {
 	return st, nil
 }
 
-func (a fakeApp) Users() *auth.Users { return a.users }
+func (a fakeApp) Users() *auth.Users   { return a.users }
+func (a fakeApp) StoreNames() []string { return slices.Sorted(maps.Keys(a.stores)) }
 
 // SaveSnapshot writes the store's snapshot to the fake's directory.
 func (a fakeApp) SaveSnapshot(name string) (store.SnapshotStats, error) {

@@ -27,7 +27,11 @@ type App interface {
 	// Users returns the users of the app's auth block (none configured
 	// is a valid, empty set).
 	Users() *Users
+	// StoreNames returns the names of the configured stores: "default"
+	// first, then the others in lexical order. Fronts that number their
+	// namespaces (Redis's SELECT) use this order.
+	StoreNames() []string
 	// SaveSnapshot writes the named store's snapshot now ("" is the
-	// default store). It fails if the store has no snapshot configured.
-	SaveSnapshot(store string) (store.SnapshotStats, error)
+	// default store); it fails if the store has no snapshot configured.
+	SaveSnapshot(name string) (store.SnapshotStats, error)
 }

@@ -55,6 +55,7 @@ type testApp struct {
 
 func (a testApp) Store(string) (*store.Store, error) { return a.st, nil }
 func (a testApp) Users() *auth.Users                 { return a.users }
+func (testApp) StoreNames() []string                 { return []string{"default"} }
 func (testApp) SaveSnapshot(string) (store.SnapshotStats, error) {
 	return store.SnapshotStats{}, errors.New("no snapshot configured")
 }

@@ -97,6 +97,16 @@ func (s *Session) AuthRequired() bool { return s.authRequired }
 // when no auth is required).
 func (s *Session) Authenticated() bool { return !s.authRequired || s.username != "" }
 
+// Deauthenticate drops the user's rights, leaving the session as it was
+// when it started (Redis's RESET does this).
+func (s *Session) Deauthenticate() {
+	s.username = ""
+	s.perm = 0
+	if !s.authRequired {
+		s.perm = auth.PermAll
+	}
+}
+
 // Username is the authenticated user's name, "" if none.
 func (s *Session) Username() string { return s.username }
 

@@ -181,6 +181,7 @@ func (s *Store) Flush(delay time.Duration) {
 		s.flushAt.Store(0)
 		s.flushNow()
 		s.flushMu.Unlock()
+		s.emit(Invalidation{Kind: Flushed})
 		return
 	}
 	s.flushAt.Store(s.now() + delay.Milliseconds())
@@ -194,11 +195,15 @@ func (s *Store) checkFlush() {
 		return
 	}
 	s.flushMu.Lock()
-	if s.flushAt.Load() == at {
+	flushed := s.flushAt.Load() == at
+	if flushed {
 		s.flushNow()
 		s.flushAt.Store(0)
 	}
 	s.flushMu.Unlock()
+	if flushed {
+		s.emit(Invalidation{Kind: Flushed})
+	}
 }
 
 // flushNow empties the store. It holds every shard lock at once so that no

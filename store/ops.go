@@ -243,6 +243,9 @@ func (s *Store) GetAndDelete(key string) (it Item, ok bool) {
 		it, ok = s.read(e), true
 		s.removeLocked(sh, e, &sh.deletes)
 	})
+	if ok {
+		s.emit(Invalidation{Kind: KeyDeleted, Key: key})
+	}
 	return it, ok
 }
 
@@ -255,6 +258,9 @@ func (s *Store) Delete(key string) (err error) {
 		}
 		s.removeLocked(sh, e, &sh.deletes)
 	})
+	if err == nil {
+		s.emit(Invalidation{Kind: KeyDeleted, Key: key})
+	}
 	return err
 }
 

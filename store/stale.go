@@ -14,6 +14,9 @@ func (s *Store) MarkStale(key string) (err error) {
 		}
 		s.markStaleLocked(sh, e)
 	})
+	if err == nil {
+		s.emit(Invalidation{Kind: KeyStale, Key: key})
+	}
 	return err
 }
 
@@ -35,6 +38,7 @@ func (s *Store) StaleTags(tags ...string) int {
 			sh.mu.Unlock()
 		}
 	}
+	s.emit(Invalidation{Kind: TagsStale, Tags: tags, Count: marked})
 	return marked
 }
 

@@ -38,6 +38,7 @@ type Store struct {
 	coarse     atomic.Bool
 
 	snapshots snapshotFiles
+	listeners listeners
 
 	sweepMu       sync.Mutex
 	sweepInterval time.Duration

@@ -228,6 +228,7 @@ func (s *Store) InvalidateTags(tags ...string) int {
 		removed += s.removeTagged(tag, &b)
 	}
 	s.invalidations.Add(uint64(removed))
+	s.emit(Invalidation{Kind: TagsInvalidated, Tags: tags, Count: removed})
 	return removed
 }
 

@@ -77,6 +77,7 @@ func (a testApp) Users() *auth.Users {
 	u, _ := auth.NewUsers(auth.Config{})
 	return u
 }
+func (testApp) StoreNames() []string { return []string{"default"} }
 func (testApp) SaveSnapshot(string) (store.SnapshotStats, error) {
 	return store.SnapshotStats{}, errors.New("no snapshot configured")
 }

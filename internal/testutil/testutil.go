@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -74,6 +75,22 @@ func (a *App) Store(name string) (*store.Store, error) {
 		return nil, fmt.Errorf("no store named %q", name)
 	}
 	return st, nil
+}
+
+// StoreNames returns the store names, "default" first, then the others in
+// lexical order, as the app does.
+func (a *App) StoreNames() []string {
+	names := make([]string, 0, len(a.Stores))
+	for name := range a.Stores {
+		if name != "default" {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	if _, ok := a.Stores["default"]; ok {
+		names = append([]string{"default"}, names...)
+	}
+	return names
 }
 
 // Users returns the users.

@@ -53,6 +53,7 @@ type fakeApp struct {
 
 func (a *fakeApp) Store(string) (*store.Store, error) { return a.st, nil }
 func (a *fakeApp) Users() *auth.Users                 { return a.users }
+func (a *fakeApp) StoreNames() []string               { return []string{"default"} }
 func (a *fakeApp) SaveSnapshot(string) (store.SnapshotStats, error) {
 	return store.SnapshotStats{}, errors.New("no snapshot configured")
 }

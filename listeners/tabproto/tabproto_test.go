@@ -25,6 +25,7 @@ type testApp struct {
 
 func (a testApp) Store(string) (*store.Store, error) { return a.st, nil }
 func (a testApp) Users() *auth.Users                 { return a.users }
+func (testApp) StoreNames() []string                 { return []string{"default"} }
 func (a testApp) SaveSnapshot(string) (store.SnapshotStats, error) {
 	if a.snapPath == "" {
 		return store.SnapshotStats{}, errors.New("no snapshot configured")
