@@ -14,6 +14,9 @@ import (
 type writer struct {
 	w     *bufio.Writer
 	resp3 bool
+	// failed records that an error was written since the last command
+	// was counted, for the listener's command and error counts.
+	failed bool
 }
 
 func (w *writer) write(b []byte) { w.w.Write(b) }
@@ -25,6 +28,7 @@ func (w *writer) simple(s string) {
 
 // errorReply writes an error; msg starts with its code (ERR, WRONGTYPE, ...).
 func (w *writer) errorReply(msg string) {
+	w.failed = true
 	w.write(appendError(w.w.AvailableBuffer(), msg))
 }
 

@@ -130,6 +130,8 @@ func (c *conn) serve() error {
 		}
 		c.mu.Lock()
 		c.execute(args)
+		c.s.CountCommand(c.w.failed)
+		c.w.failed = false
 		if c.quit {
 			err = c.s.W.Flush()
 		} else {
@@ -214,7 +216,16 @@ func storeError(st *store.Store, err error) string {
 	return "ERR " + err.Error()
 }
 
+// BusyReply is what Redis tells a client over its maxclients.
+func (*Protocol) BusyReply() []byte { return []byte("-ERR max number of clients reached\r\n") }
+
+// DefaultMaxLineLength is Redis's limit on an inline command; values in
+// bulk strings are not bound by it.
+func (*Protocol) DefaultMaxLineLength(int) int { return defaultMaxLine }
+
 // Interface guards
 var (
-	_ listeners.Protocol = (*Protocol)(nil)
+	_ listeners.Protocol    = (*Protocol)(nil)
+	_ listeners.BusyReplier = (*Protocol)(nil)
+	_ listeners.LineLimiter = (*Protocol)(nil)
 )
