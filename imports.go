@@ -6,6 +6,6 @@ import (
 	_ "github.com/tagcache/caddy-tagcache/admin"
 	_ "github.com/tagcache/caddy-tagcache/handler"
 	_ "github.com/tagcache/caddy-tagcache/listeners/memcached"
-	_ "github.com/tagcache/caddy-tagcache/listeners/tabproto"
 	_ "github.com/tagcache/caddy-tagcache/listeners/resp"
+	_ "github.com/tagcache/caddy-tagcache/listeners/tabproto"
 )
