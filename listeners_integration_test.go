@@ -19,8 +19,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
-	"golang.org/x/crypto/bcrypt"
 
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 	"github.com/tagcache/caddy-tagcache/listeners"
 )
 
@@ -117,15 +117,6 @@ func (c *tabClient) expectClosed() {
 	}
 }
 
-func bcryptHash(t *testing.T, password string) string {
-	t.Helper()
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(h)
-}
-
 func listenerStats(protocol, address string) (listeners.Stats, bool) {
 	var found listeners.Stats
 	ok := false
@@ -141,7 +132,7 @@ func listenerStats(protocol, address string) (listeners.Stats, bool) {
 func TestListenersIntegration(t *testing.T) {
 	socket := filepath.Join(t.TempDir(), "tagcache.sock")
 	users := fmt.Sprintf("\t\t\tuser admin %s\n\t\t\tuser reader %s read",
-		bcryptHash(t, "admin-pw"), bcryptHash(t, "reader-pw"))
+		testutil.BcryptHash(t, "admin-pw"), testutil.BcryptHash(t, "reader-pw"))
 	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: listenAdminPort})
 	tester.InitServer(listenersConfig(socket, users, "5m"), "caddyfile")
 	if t.Failed() {

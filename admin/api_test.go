@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -15,54 +14,11 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tagcache/caddy-tagcache/auth"
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 	"github.com/tagcache/caddy-tagcache/store"
 )
-
-// fakeApp is the tagcache app as the handler sees it.
-type fakeApp struct {
-	stores map[string]*store.Store
-	users  *auth.Users
-	// snapDir, if set, is where SaveSnapshot writes.
-	snapDir string
-}
-
-func (a fakeApp) Store(name string) (*store.Store, error) {
-	if name == "" {
-		name = "default"
-	}
-	st, ok := a.stores[name]
-	if !ok {
-		return nil, fmt.Errorf("no store named %q", name)
-	}
-	return st, nil
-}
-
-func (a fakeApp) Users() *auth.Users   { return a.users }
-func (a fakeApp) StoreNames() []string { return slices.Sorted(maps.Keys(a.stores)) }
-
-// SaveSnapshot writes the store's snapshot to the fake's directory.
-func (a fakeApp) SaveSnapshot(name string) (store.SnapshotStats, error) {
-	st, err := a.Store(name)
-	if err != nil {
-		return store.SnapshotStats{}, err
-	}
-	if a.snapDir == "" {
-		return store.SnapshotStats{}, fmt.Errorf("store %q has no snapshot configured", name)
-	}
-	return st.SaveFile(filepath.Join(a.snapDir, "snap"), store.CompressNone)
-}
-
-func bcryptHash(t testing.TB, pw string) string {
-	t.Helper()
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(h)
-}
 
 // newTestAPI returns a handler over a fresh store with the given users.
 func newTestAPI(t testing.TB, cfg auth.Config) (*JSONAPI, *store.Store) {
@@ -77,7 +33,7 @@ func newTestAPI(t testing.TB, cfg auth.Config) (*JSONAPI, *store.Store) {
 		t.Fatal(err)
 	}
 	h := &JSONAPI{MaxBodySize: 256 << 10, logger: zap.NewNop()}
-	if err := h.useApp(fakeApp{stores: map[string]*store.Store{"default": st}, users: users}); err != nil {
+	if err := h.useApp(testutil.NewApp(st, users)); err != nil {
 		t.Fatal(err)
 	}
 	return h, st
@@ -363,10 +319,10 @@ func TestAPIListingsAndBulk(t *testing.T) {
 // password change.
 func TestAPIAuth(t *testing.T) {
 	h, _ := newTestAPI(t, auth.Config{Users: []auth.UserConfig{
-		{Username: "admin", Password: bcryptHash(t, "admin-pw")},
-		{Username: "reader", Password: bcryptHash(t, "reader-pw"), Permissions: []string{"read"}},
-		{Username: "writer", Password: bcryptHash(t, "writer-pw"), Permissions: []string{"read", "write"}},
-		{Username: "purger", Password: bcryptHash(t, "purger-pw"), Permissions: []string{"purge"}},
+		{Username: "admin", Password: testutil.BcryptHash(t, "admin-pw")},
+		{Username: "reader", Password: testutil.BcryptHash(t, "reader-pw"), Permissions: []string{"read"}},
+		{Username: "writer", Password: testutil.BcryptHash(t, "writer-pw"), Permissions: []string{"read", "write"}},
+		{Username: "purger", Password: testutil.BcryptHash(t, "purger-pw"), Permissions: []string{"purge"}},
 	}})
 	as := func(user, pw string) func(*http.Request) {
 		return func(r *http.Request) { r.SetBasicAuth(user, pw) }
@@ -441,7 +397,7 @@ func TestAPIAuth(t *testing.T) {
 func TestAPITokenExpiry(t *testing.T) {
 	h, _ := newTestAPI(t, auth.Config{
 		TokenTTL: 1, // 1ns: expired by the time it is used
-		Users:    []auth.UserConfig{{Username: "admin", Password: bcryptHash(t, "admin-pw")}},
+		Users:    []auth.UserConfig{{Username: "admin", Password: testutil.BcryptHash(t, "admin-pw")}},
 	})
 	w := serve(t, h, request{method: http.MethodPost, path: "/auth/login", body: `{"username":"admin","password":"admin-pw"}`})
 	var resp struct {
@@ -459,7 +415,7 @@ func TestAPITokenExpiry(t *testing.T) {
 }
 
 func TestAPILoginRateLimit(t *testing.T) {
-	h, _ := newTestAPI(t, auth.Config{Users: []auth.UserConfig{{Username: "admin", Password: bcryptHash(t, "admin-pw")}}})
+	h, _ := newTestAPI(t, auth.Config{Users: []auth.UserConfig{{Username: "admin", Password: testutil.BcryptHash(t, "admin-pw")}}})
 	const client = "198.51.100.77:1234" // unique to this test: the limiter is shared
 	attempt := func(pw string) *httptest.ResponseRecorder {
 		return serve(t, h, request{method: http.MethodPost, path: "/auth/login", remote: client,
@@ -503,7 +459,7 @@ func TestAPINoUsers(t *testing.T) {
 func TestAPIProvisionUnknownStore(t *testing.T) {
 	users, _ := auth.NewUsers(auth.Config{})
 	h := &JSONAPI{Store: "sessions"}
-	if err := h.useApp(fakeApp{stores: map[string]*store.Store{}, users: users}); err == nil {
+	if err := h.useApp(&testutil.App{Stores: map[string]*store.Store{}, UserSet: users}); err == nil {
 		t.Fatal("a handler for a store the app does not have was provisioned")
 	}
 }
@@ -546,7 +502,7 @@ func TestAPISnapshot(t *testing.T) {
 		t.Fatalf("no snapshot configured: %d %s", rec.Code, rec.Body)
 	}
 	dir := t.TempDir()
-	if err := h.useApp(fakeApp{stores: map[string]*store.Store{"default": st}, users: h.users, snapDir: dir}); err != nil {
+	if err := h.useApp(&testutil.App{Stores: map[string]*store.Store{"default": st}, UserSet: h.users, SnapshotDir: dir}); err != nil {
 		t.Fatal(err)
 	}
 	rec := serve(t, h, request{method: http.MethodPost, path: "/snapshot"})
@@ -556,7 +512,7 @@ func TestAPISnapshot(t *testing.T) {
 	}
 	loaded, _ := store.New(store.Config{SweepInterval: -1})
 	defer loaded.Close()
-	if _, err := loaded.LoadFile(filepath.Join(dir, "snap")); err != nil {
+	if _, err := loaded.LoadFile(filepath.Join(dir, "default.snap")); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := loaded.Get("k"); !ok {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tagcache/caddy-tagcache/auth"
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 	"github.com/tagcache/caddy-tagcache/store"
 )
 
@@ -62,8 +63,8 @@ func TestCLIVerbs(t *testing.T) {
 
 func TestCLIErrors(t *testing.T) {
 	h, st := newTestAPI(t, auth.Config{Users: []auth.UserConfig{
-		{Username: "admin", Password: bcryptHash(t, "admin-pw")},
-		{Username: "reader", Password: bcryptHash(t, "reader-pw"), Permissions: []string{"read"}},
+		{Username: "admin", Password: testutil.BcryptHash(t, "admin-pw")},
+		{Username: "reader", Password: testutil.BcryptHash(t, "reader-pw"), Permissions: []string{"read"}},
 	}})
 	addr := serveAPI(t, h, "")
 

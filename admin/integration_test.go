@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
-	"golang.org/x/crypto/bcrypt"
 
 	_ "github.com/tagcache/caddy-tagcache"
 	"github.com/tagcache/caddy-tagcache/admin"
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 )
 
 // Ports of these tests: Caddy's admin endpoint on 19399, the API sites on
@@ -77,15 +77,6 @@ func config(storageDir, authBlock string) string {
 `, adminAddr, storageDir, auth, plainURL, prefixURL, httpsURL)
 }
 
-func hashOf(t *testing.T, pw string) string {
-	t.Helper()
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(h)
-}
-
 // call sends a request and returns the status and body.
 func call(t *testing.T, client *http.Client, method, url, body string, header ...string) (int, string, http.Header) {
 	t.Helper()
@@ -138,7 +129,7 @@ func TestIntegrationAPI(t *testing.T) {
 	tester := newTester(t)
 	tester.InitServer(config(storage, fmt.Sprintf(`
 			user admin %s
-			user reader %s read`, hashOf(t, "admin-pw"), hashOf(t, "reader-pw"))), "caddyfile")
+			user reader %s read`, testutil.BcryptHash(t, "admin-pw"), testutil.BcryptHash(t, "reader-pw"))), "caddyfile")
 	c := tester.Client
 	asAdmin := basic("admin", "admin-pw")
 
@@ -249,7 +240,7 @@ func TestIntegrationAuthState(t *testing.T) {
 	storage := t.TempDir()
 	tester := newTester(t)
 	c := tester.Client
-	adminHash, readerHash := hashOf(t, "admin-pw"), hashOf(t, "reader-pw")
+	adminHash, readerHash := testutil.BcryptHash(t, "admin-pw"), testutil.BcryptHash(t, "reader-pw")
 	users := fmt.Sprintf("user admin %s\nuser reader %s read\n", adminHash, readerHash)
 	tester.InitServer(config(storage, users), "caddyfile")
 
@@ -302,7 +293,7 @@ func TestIntegrationAuthState(t *testing.T) {
 	expectBasic("changed password after a fresh provision", "reader", "reader-pw-2", 200)
 
 	// Editing the user's configured hash takes the password back.
-	tester.InitServer(config(storage, fmt.Sprintf("user admin %s\nuser reader %s read\n", adminHash, hashOf(t, "reader-pw-3"))), "caddyfile")
+	tester.InitServer(config(storage, fmt.Sprintf("user admin %s\nuser reader %s read\n", adminHash, testutil.BcryptHash(t, "reader-pw-3"))), "caddyfile")
 	expectBasic("configured hash changed: new config password", "reader", "reader-pw-3", 200)
 	expectBasic("configured hash changed: stored password", "reader", "reader-pw-2", 401)
 

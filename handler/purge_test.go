@@ -7,9 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/tagcache/caddy-tagcache/auth"
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 	"github.com/tagcache/caddy-tagcache/internal/urltag"
 )
 
@@ -124,16 +123,9 @@ func TestSoftPurgeWithoutStaleWindowRevalidates(t *testing.T) {
 }
 
 func TestPurgeAccess(t *testing.T) {
-	hash := func(pw string) string {
-		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(h)
-	}
 	users, err := auth.NewUsers(auth.Config{Users: []auth.UserConfig{
-		{Username: "purger", Password: hash("p"), Permissions: []string{"purge"}},
-		{Username: "reader", Password: hash("r"), Permissions: []string{"read"}},
+		{Username: "purger", Password: testutil.BcryptHash(t, "p"), Permissions: []string{"purge"}},
+		{Username: "reader", Password: testutil.BcryptHash(t, "r"), Permissions: []string{"read"}},
 	}})
 	if err != nil {
 		t.Fatal(err)

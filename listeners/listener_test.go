@@ -12,7 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/tagcache/caddy-tagcache/auth"
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 	"github.com/tagcache/caddy-tagcache/store"
 )
 
@@ -48,18 +48,6 @@ func (p *lineProtocol) Serve(s *Session) error {
 
 func (*lineProtocol) BusyReply() []byte { return []byte("BUSY\n") }
 
-type testApp struct {
-	st    *store.Store
-	users *auth.Users
-}
-
-func (a testApp) Store(string) (*store.Store, error) { return a.st, nil }
-func (a testApp) Users() *auth.Users                 { return a.users }
-func (testApp) StoreNames() []string                 { return []string{"default"} }
-func (testApp) SaveSnapshot(string) (store.SnapshotStats, error) {
-	return store.SnapshotStats{}, errors.New("no snapshot configured")
-}
-
 // startListener serves p on a loopback port with the given limits; the
 // listener is stopped at the end of the test.
 func startListener(t *testing.T, p Protocol, maxConns int, idle time.Duration) *Listener {
@@ -82,7 +70,7 @@ func startListener(t *testing.T, p Protocol, maxConns int, idle time.Duration) *
 		addr:           addr,
 		protocol:       p,
 		protoName:      "test",
-		app:            testApp{st: st},
+		app:            testutil.NewApp(st, nil),
 		store:          st,
 		idle:           idle,
 		limits:         Limits{MaxLineLength: DefaultMaxLineLength, MaxValueSize: store.DefaultMaxItemSize},

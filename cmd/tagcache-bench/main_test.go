@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -14,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tagcache/caddy-tagcache/auth"
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 	"github.com/tagcache/caddy-tagcache/listeners"
 	"github.com/tagcache/caddy-tagcache/listeners/tabproto"
 	"github.com/tagcache/caddy-tagcache/store"
@@ -68,18 +67,6 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || cfg.sets != 1 || cfg.gets != 4 || cfg.pipeline != 16 || cfg.protoName != "memcached" {
 		t.Errorf("parseFlags = %+v, %v", cfg, err)
 	}
-}
-
-type testApp struct{ st *store.Store }
-
-func (a testApp) Store(string) (*store.Store, error) { return a.st, nil }
-func (a testApp) Users() *auth.Users {
-	u, _ := auth.NewUsers(auth.Config{})
-	return u
-}
-func (testApp) StoreNames() []string { return []string{"default"} }
-func (testApp) SaveSnapshot(string) (store.SnapshotStats, error) {
-	return store.SnapshotStats{}, errors.New("no snapshot configured")
 }
 
 // serve accepts connections on a loopback port and runs handle on each
@@ -143,7 +130,7 @@ func TestRunTab(t *testing.T) {
 	}
 	defer st.Close()
 	addr := serve(t, func(c net.Conn) {
-		s := listeners.NewSession(c, bufio.NewReader(c), bufio.NewWriter(c), st, testApp{st}, false)
+		s := listeners.NewSession(c, bufio.NewReader(c), bufio.NewWriter(c), st, testutil.NewApp(st, nil), false)
 		s.Limits = listeners.Limits{MaxLineLength: 1 << 20, MaxValueSize: 1 << 20}
 		tabproto.Protocol{}.Serve(s)
 	})

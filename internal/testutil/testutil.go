@@ -55,12 +55,11 @@ type App struct {
 	SnapshotDir string
 }
 
-// NewApp returns an App with one default store and no users.
-func NewApp(t testing.TB, st *store.Store) *App {
-	t.Helper()
-	users, err := auth.NewUsers(auth.Config{})
-	if err != nil {
-		t.Fatal(err)
+// NewApp returns an App whose default store is st, with users (none if
+// users is nil).
+func NewApp(st *store.Store, users *auth.Users) *App {
+	if users == nil {
+		users, _ = auth.NewUsers(auth.Config{})
 	}
 	return &App{Stores: map[string]*store.Store{"default": st}, UserSet: users}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/tagcache/caddy-tagcache/auth"
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 	"github.com/tagcache/caddy-tagcache/listeners"
 	"github.com/tagcache/caddy-tagcache/store"
 )
@@ -37,7 +38,7 @@ func serveInput(t *testing.T, input []byte, users *auth.Users) []byte {
 	m := &Memcached{}
 	m.Provision(caddy.Context{})
 	var out bytes.Buffer
-	s := listeners.NewSession(fuzzConn{}, bufio.NewReaderSize(bytes.NewReader(input), 64), bufio.NewWriterSize(&out, 64), st, &fakeApp{st: st, users: users}, users != nil)
+	s := listeners.NewSession(fuzzConn{}, bufio.NewReaderSize(bytes.NewReader(input), 64), bufio.NewWriterSize(&out, 64), st, testutil.NewApp(st, users), users != nil)
 	s.Limits = listeners.Limits{MaxLineLength: fuzzMaxLine}
 	switch err := m.Serve(s); {
 	case err == nil, errors.Is(err, errLineTooLong), errors.Is(err, errBadMagic), errors.Is(err, errProtocol), errors.Is(err, errHTTP):

@@ -3,7 +3,6 @@ package memcached
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,9 +13,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tagcache/caddy-tagcache/auth"
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 	"github.com/tagcache/caddy-tagcache/listeners"
 	"github.com/tagcache/caddy-tagcache/store"
 )
@@ -45,19 +44,6 @@ func listen(t testing.TB) net.Listener {
 	return nil
 }
 
-// fakeApp is the auth.App the harness hands to sessions.
-type fakeApp struct {
-	st    *store.Store
-	users *auth.Users
-}
-
-func (a *fakeApp) Store(string) (*store.Store, error) { return a.st, nil }
-func (a *fakeApp) Users() *auth.Users                 { return a.users }
-func (a *fakeApp) StoreNames() []string               { return []string{"default"} }
-func (a *fakeApp) SaveSnapshot(string) (store.SnapshotStats, error) {
-	return store.SnapshotStats{}, errors.New("no snapshot configured")
-}
-
 // testUsers are the users of servers that require auth; their passwords
 // are their names.
 var testUsers = []struct {
@@ -74,11 +60,7 @@ func newUsers(t testing.TB) *auth.Users {
 	t.Helper()
 	var cfg auth.Config
 	for _, u := range testUsers {
-		hash, err := bcrypt.GenerateFromPassword([]byte(u.name), bcrypt.MinCost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Users = append(cfg.Users, auth.UserConfig{Username: u.name, Password: string(hash), Permissions: u.perms})
+		cfg.Users = append(cfg.Users, auth.UserConfig{Username: u.name, Password: testutil.BcryptHash(t, u.name), Permissions: u.perms})
 	}
 	users, err := auth.NewUsers(cfg)
 	if err != nil {
@@ -133,7 +115,7 @@ func startServer(t testing.TB, o serverOptions) *server {
 	if err := m.Provision(caddy.Context{}); err != nil {
 		t.Fatal(err)
 	}
-	app := &fakeApp{st: st, users: newUsers(t)}
+	app := testutil.NewApp(st, newUsers(t))
 	size := o.bufferSize
 	if size == 0 {
 		size = 16 << 10

@@ -13,9 +13,8 @@ import (
 	"syscall"
 	"testing"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/tagcache/caddy-tagcache/auth"
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 	"github.com/tagcache/caddy-tagcache/listeners"
 	"github.com/tagcache/caddy-tagcache/store"
 )
@@ -132,11 +131,7 @@ func startServer(t testing.TB, opts serverOptions) *testServer {
 	}
 	var cfg auth.Config
 	for _, u := range opts.users {
-		h, err := bcrypt.GenerateFromPassword([]byte(u.name+"pw"), bcrypt.MinCost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Users = append(cfg.Users, auth.UserConfig{Username: u.name, Password: string(h), Permissions: u.perms})
+		cfg.Users = append(cfg.Users, auth.UserConfig{Username: u.name, Password: testutil.BcryptHash(t, u.name+"pw"), Permissions: u.perms})
 	}
 	users, err := auth.NewUsers(cfg)
 	if err != nil {

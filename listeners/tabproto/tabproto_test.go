@@ -3,35 +3,17 @@ package tabproto
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/tagcache/caddy-tagcache/auth"
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 	"github.com/tagcache/caddy-tagcache/listeners"
 	"github.com/tagcache/caddy-tagcache/store"
 )
-
-type testApp struct {
-	st       *store.Store
-	users    *auth.Users
-	snapPath string
-}
-
-func (a testApp) Store(string) (*store.Store, error) { return a.st, nil }
-func (a testApp) Users() *auth.Users                 { return a.users }
-func (testApp) StoreNames() []string                 { return []string{"default"} }
-func (a testApp) SaveSnapshot(string) (store.SnapshotStats, error) {
-	if a.snapPath == "" {
-		return store.SnapshotStats{}, errors.New("no snapshot configured")
-	}
-	return a.st.SaveFile(a.snapPath, store.CompressNone)
-}
 
 // clock is a settable store clock in Unix ms.
 type clock struct{ now int64 }
@@ -61,11 +43,11 @@ func noUsers(t testing.TB) *auth.Users {
 }
 
 // run feeds input to one session of the protocol and returns its replies.
-func run(t testing.TB, app testApp, authRequired bool, limits listeners.Limits, input string) string {
+func run(t testing.TB, app *testutil.App, authRequired bool, limits listeners.Limits, input string) string {
 	t.Helper()
 	var out bytes.Buffer
 	w := bufio.NewWriter(&out)
-	s := listeners.NewSession(nil, bufio.NewReaderSize(strings.NewReader(input), 64), w, app.st, app, authRequired)
+	s := listeners.NewSession(nil, bufio.NewReaderSize(strings.NewReader(input), 64), w, app.Stores["default"], app, authRequired)
 	s.Limits = limits
 	if err := (Protocol{}).Serve(s); err != nil {
 		t.Fatalf("Serve: %v", err)
@@ -92,7 +74,7 @@ func TestSeedSession(t *testing.T) {
 	}, "\n") + "\n"
 	want := "OK\nADDED\nEXISTS\nVALUE 1\nVALUE 6\nVALUE -10\nVALUE hello world\nINV_TAG 1\nNF\n"
 	st := newStore(t, nil)
-	if got := run(t, testApp{st: st, users: noUsers(t)}, false, defaultLimits, input); got != want {
+	if got := run(t, testutil.NewApp(st, noUsers(t)), false, defaultLimits, input); got != want {
 		t.Fatalf("replies:\n%q\nwant:\n%q", got, want)
 	}
 	// What the session wrote is what the other fronts see.
@@ -151,7 +133,7 @@ func TestCommands(t *testing.T) {
 		{"last line without newline", "PING\nPING", "PONG\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			app := testApp{st: newStore(t, clk), users: noUsers(t)}
+			app := testutil.NewApp(newStore(t, clk), noUsers(t))
 			if got := run(t, app, false, defaultLimits, tc.input); got != tc.want {
 				t.Fatalf("replies:\n%q\nwant:\n%q", got, tc.want)
 			}
@@ -160,7 +142,7 @@ func TestCommands(t *testing.T) {
 }
 
 func TestKeysLimit(t *testing.T) {
-	app := testApp{st: newStore(t, nil), users: noUsers(t)}
+	app := testutil.NewApp(newStore(t, nil), noUsers(t))
 	got := run(t, app, false, defaultLimits, "PUT\ta\t-\tt\tv\nPUT\tb\t-\tt\tv\nKEYS\tt\t1\nKEYS\tt\t0\n")
 	if got != "OK\nOK\nKEYS a\nKEYS a,b\n" && got != "OK\nOK\nKEYS b\nKEYS a,b\n" &&
 		got != "OK\nOK\nKEYS a\nKEYS b,a\n" && got != "OK\nOK\nKEYS b\nKEYS b,a\n" {
@@ -170,7 +152,7 @@ func TestKeysLimit(t *testing.T) {
 
 func TestExpiry(t *testing.T) {
 	clk := &clock{now: 1_000_000}
-	app := testApp{st: newStore(t, clk), users: noUsers(t)}
+	app := testutil.NewApp(newStore(t, clk), noUsers(t))
 	if got := run(t, app, false, defaultLimits, "PUT\tk\t100\t-\tv\nINCR\tn\t1\t100\n"); got != "OK\nVALUE 1\n" {
 		t.Fatalf("replies %q", got)
 	}
@@ -181,7 +163,7 @@ func TestExpiry(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	app := testApp{st: newStore(t, nil), users: noUsers(t)}
+	app := testutil.NewApp(newStore(t, nil), noUsers(t))
 	limits := listeners.Limits{MaxLineLength: 100, MaxValueSize: 10}
 	long := strings.Repeat("x", 1000)
 	for _, tc := range []struct {
@@ -212,11 +194,11 @@ func TestLimits(t *testing.T) {
 // newline in it, which this protocol cannot frame, gets an error rather
 // than a reply the client would misread.
 func TestNewlineInValue(t *testing.T) {
-	app := testApp{st: newStore(t, nil), users: noUsers(t)}
-	if _, err := app.st.Set("bin", []byte("a\nb"), store.Params{Tags: []string{"t"}}); err != nil {
+	app := testutil.NewApp(newStore(t, nil), noUsers(t))
+	if _, err := app.Stores["default"].Set("bin", []byte("a\nb"), store.Params{Tags: []string{"t"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := app.st.Set("line\nkey", []byte("v"), store.Params{Tags: []string{"t"}}); err != nil {
+	if _, err := app.Stores["default"].Set("line\nkey", []byte("v"), store.Params{Tags: []string{"t"}}); err != nil {
 		t.Fatal(err)
 	}
 	got := run(t, app, false, defaultLimits, "GET\tbin\nKEYS\tt\nPING\n")
@@ -226,24 +208,16 @@ func TestNewlineInValue(t *testing.T) {
 	}
 }
 
-func hash(t testing.TB, password string) string {
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(h)
-}
-
 func TestAuth(t *testing.T) {
 	users, err := auth.NewUsers(auth.Config{Users: []auth.UserConfig{
-		{Username: "admin", Password: hash(t, "s3cret")},
-		{Username: "reader", Password: hash(t, "pw\twith tab"), Permissions: []string{"read"}},
-		{Username: "purger", Password: hash(t, "p"), Permissions: []string{"read", "purge"}},
+		{Username: "admin", Password: testutil.BcryptHash(t, "s3cret")},
+		{Username: "reader", Password: testutil.BcryptHash(t, "pw\twith tab"), Permissions: []string{"read"}},
+		{Username: "purger", Password: testutil.BcryptHash(t, "p"), Permissions: []string{"read", "purge"}},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := testApp{st: newStore(t, nil), users: users}
+	app := testutil.NewApp(newStore(t, nil), users)
 	for _, tc := range []struct {
 		name, input, want string
 	}{
@@ -279,7 +253,7 @@ func FuzzSession(f *testing.F) {
 	}
 	prefixes := []string{"OK", "ADDED", "EXISTS", "VALUE ", "NF", "DEL ok", "DEL nf", "INV_TAG ", "KEYS ", "STATS ", "PONG", "TTL ", "TAGS ", "ERR "}
 	f.Fuzz(func(t *testing.T, input string) {
-		app := testApp{st: newStore(t, nil), users: noUsers(t)}
+		app := testutil.NewApp(newStore(t, nil), noUsers(t))
 		limits := listeners.Limits{MaxLineLength: 256, MaxValueSize: 128}
 		got := run(t, app, false, limits, input)
 
@@ -317,7 +291,7 @@ func BenchmarkGet(b *testing.B) {
 				b.Fatal(err)
 			}
 			c := &client{w: bufio.NewWriterSize(discard{}, 64<<10)}
-			c.s = listeners.NewSession(nil, bufio.NewReader(strings.NewReader("")), c.w, st, testApp{st: st}, false)
+			c.s = listeners.NewSession(nil, bufio.NewReader(strings.NewReader("")), c.w, st, testutil.NewApp(st, nil), false)
 			c.s.Limits = defaultLimits
 			line := []byte("GET\tbench:key:0001")
 			b.ReportAllocs()
@@ -331,7 +305,7 @@ func BenchmarkGet(b *testing.B) {
 func BenchmarkPut(b *testing.B) {
 	st := newStore(b, nil)
 	c := &client{w: bufio.NewWriterSize(discard{}, 64<<10)}
-	c.s = listeners.NewSession(nil, bufio.NewReader(strings.NewReader("")), c.w, st, testApp{st: st}, false)
+	c.s = listeners.NewSession(nil, bufio.NewReader(strings.NewReader("")), c.w, st, testutil.NewApp(st, nil), false)
 	c.s.Limits = defaultLimits
 	line := []byte("PUT\tbench:key:0001\t60000\ta,b\t" + strings.Repeat("v", 32))
 	b.ReportAllocs()
@@ -355,7 +329,7 @@ func BenchmarkPipeGet(b *testing.B) {
 				b.Fatal(err)
 			}
 			server, client := net.Pipe()
-			s := listeners.NewSession(server, bufio.NewReaderSize(server, 8<<10), bufio.NewWriterSize(server, 8<<10), st, testApp{st: st}, false)
+			s := listeners.NewSession(server, bufio.NewReaderSize(server, 8<<10), bufio.NewWriterSize(server, 8<<10), st, testutil.NewApp(st, nil), false)
 			s.Limits = defaultLimits
 			done := make(chan error, 1)
 			go func() { done <- (Protocol{}).Serve(s) }()
@@ -383,16 +357,16 @@ func BenchmarkPipeGet(b *testing.B) {
 }
 
 func TestSave(t *testing.T) {
-	app := testApp{st: newStore(t, nil), users: noUsers(t)}
+	app := testutil.NewApp(newStore(t, nil), noUsers(t))
 	if got := run(t, app, false, defaultLimits, "SAVE\n"); got != "ERR no snapshot configured\n" {
 		t.Fatalf("SAVE without a snapshot = %q", got)
 	}
-	app.snapPath = filepath.Join(t.TempDir(), "tab.snap")
+	app.SnapshotDir = t.TempDir()
 	if got := run(t, app, false, defaultLimits, "PUT\ta\t-\tt\t1\nPUT\tb\t-\t-\t2\nSAVE\n"); got != "OK\nOK\nSAVE 2\n" {
 		t.Fatalf("SAVE = %q", got)
 	}
 	loaded := newStore(t, nil)
-	if st, err := loaded.LoadFile(app.snapPath); err != nil || st.Entries != 2 {
+	if st, err := loaded.LoadFile(filepath.Join(app.SnapshotDir, "default.snap")); err != nil || st.Entries != 2 {
 		t.Fatalf("the file SAVE wrote: %+v, %v", st, err)
 	}
 }
