@@ -157,11 +157,13 @@ func (u *Users) SetPassword(ctx context.Context, username, password string) erro
 	if !ok {
 		return ErrUnknownUser
 	}
+	// The new hash costs what the configured one does: the admin chose
+	// that cost (`caddy hash-password` uses 14).
 	cost, err := bcrypt.Cost(configured)
 	if err != nil {
 		return err
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), max(cost, bcrypt.DefaultCost))
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	if err != nil {
 		return err
 	}
