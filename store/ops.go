@@ -212,56 +212,58 @@ func (s *Store) GetAndTouch(key string, expires int64) (Item, bool) {
 	return s.touch(key, expires, true)
 }
 
-func (s *Store) touch(key string, expires int64, count bool) (Item, bool) {
-	s.checkFlush()
-	sh := s.shardFor(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := s.liveLocked(sh, key)
-	if e == nil {
-		if count {
-			sh.misses.Add(1)
+func (s *Store) touch(key string, expires int64, count bool) (it Item, ok bool) {
+	s.withLive(key, func(sh *shard, e *entry) {
+		if e == nil {
+			if count {
+				sh.misses.Add(1)
+			}
+			return
 		}
-		return Item{}, false
-	}
-	if count {
-		sh.hits.Add(1)
-	}
-	e.expires = expires
-	it := s.read(e)
-	if s.expired(e) {
-		s.removeLocked(sh, e, &sh.expirations)
-	}
-	return it, true
+		if count {
+			sh.hits.Add(1)
+		}
+		e.expires = expires
+		it, ok = s.read(e), true
+		if s.expired(e) {
+			s.removeLocked(sh, e, &sh.expirations)
+		}
+	})
+	return it, ok
 }
 
 // GetAndDelete removes the live entry under key and returns it.
-func (s *Store) GetAndDelete(key string) (Item, bool) {
-	s.checkFlush()
-	sh := s.shardFor(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := s.liveLocked(sh, key)
-	if e == nil {
-		sh.misses.Add(1)
-		return Item{}, false
-	}
-	sh.hits.Add(1)
-	it := s.read(e)
-	s.removeLocked(sh, e, &sh.deletes)
-	return it, true
+func (s *Store) GetAndDelete(key string) (it Item, ok bool) {
+	s.withLive(key, func(sh *shard, e *entry) {
+		if e == nil {
+			sh.misses.Add(1)
+			return
+		}
+		sh.hits.Add(1)
+		it, ok = s.read(e), true
+		s.removeLocked(sh, e, &sh.deletes)
+	})
+	return it, ok
 }
 
 // Delete removes the live entry under key; ErrNotFound if there is none.
-func (s *Store) Delete(key string) error {
+func (s *Store) Delete(key string) (err error) {
+	s.withLive(key, func(sh *shard, e *entry) {
+		if e == nil {
+			err = ErrNotFound
+			return
+		}
+		s.removeLocked(sh, e, &sh.deletes)
+	})
+	return err
+}
+
+// withLive runs fn under key's shard write lock with the key's live entry,
+// nil if there is none.
+func (s *Store) withLive(key string, fn func(sh *shard, e *entry)) {
 	s.checkFlush()
 	sh := s.shardFor(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e := s.liveLocked(sh, key)
-	if e == nil {
-		return ErrNotFound
-	}
-	s.removeLocked(sh, e, &sh.deletes)
-	return nil
+	fn(sh, s.liveLocked(sh, key))
 }

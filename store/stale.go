@@ -6,17 +6,15 @@ import "strings"
 // readable, with Item.Stale set, until it is rewritten, so that a front can
 // serve it while it revalidates. The CAS unique changes. ErrNotFound if
 // there is no entry.
-func (s *Store) MarkStale(key string) error {
-	s.checkFlush()
-	sh := s.shardFor(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := s.liveLocked(sh, key)
-	if e == nil {
-		return ErrNotFound
-	}
-	s.markStaleLocked(sh, e)
-	return nil
+func (s *Store) MarkStale(key string) (err error) {
+	s.withLive(key, func(sh *shard, e *entry) {
+		if e == nil {
+			err = ErrNotFound
+			return
+		}
+		s.markStaleLocked(sh, e)
+	})
+	return err
 }
 
 // StaleTags marks every live entry carrying any of tags stale (see

@@ -206,7 +206,7 @@ func checkInvariants(t testing.TB, s *Store) {
 					fail("entry %q carries tag %q, which is not in the index", k, tag)
 					continue
 				}
-				if _, ok := set.keys[e.ext.key]; !ok {
+				if !set.has(e.ext.key) {
 					fail("entry %q carries tag %q but the index does not list it", k, tag)
 				}
 			}
@@ -225,11 +225,11 @@ func checkInvariants(t testing.TB, s *Store) {
 			if s.tagShardFor(name) != ts {
 				fail("tag %q stored in tag shard %d, hashes elsewhere", name, i)
 			}
-			if len(set.keys) == 0 {
+			if set.len() == 0 {
 				fail("tag %q has an empty key set", name)
 			}
 			want += tagSetOverhead + int64(len(name))
-			for k := range set.keys {
+			for k := range set.all {
 				e := s.shardFor(k).m[k]
 				switch {
 				case e == nil:

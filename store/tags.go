@@ -17,10 +17,70 @@ type tagShard struct {
 }
 
 // tagSet lists the keys carrying one tag. The keys are the entries'
-// entryExt.key strings.
+// entryExt.key strings. Many tags (an HTTP response's URL tag, say) are
+// carried by one key, which is held without a map: a map costs some 200
+// bytes even for one key.
 type tagSet struct {
 	name string
-	keys map[string]struct{}
+	one  string              // the only key, while keys is nil; "" if none
+	keys map[string]struct{} // the keys, once there are two or more
+}
+
+func (set *tagSet) add(key string) {
+	switch {
+	case set.keys != nil:
+		set.keys[key] = struct{}{}
+	case set.one == "" || set.one == key:
+		set.one = key
+	default:
+		set.keys = map[string]struct{}{set.one: {}, key: {}}
+		set.one = ""
+	}
+}
+
+// remove unlists key and reports whether the set is now empty.
+func (set *tagSet) remove(key string) (empty bool) {
+	if set.keys == nil {
+		if set.one == key {
+			set.one = ""
+		}
+		return set.one == ""
+	}
+	delete(set.keys, key)
+	return len(set.keys) == 0
+}
+
+func (set *tagSet) has(key string) bool {
+	if set.keys == nil {
+		return set.one != "" && set.one == key
+	}
+	_, ok := set.keys[key]
+	return ok
+}
+
+func (set *tagSet) len() int {
+	if set.keys == nil {
+		if set.one == "" {
+			return 0
+		}
+		return 1
+	}
+	return len(set.keys)
+}
+
+// all yields the keys.
+func (set *tagSet) all(yield func(string) bool) {
+	if set.keys == nil {
+		if set.one != "" {
+			yield(set.one)
+		}
+		return
+	}
+	for k := range set.keys {
+		if !yield(k) {
+			return
+		}
+	}
 }
 
 func (s *Store) tagShardFor(tag string) *tagShard {
@@ -35,11 +95,11 @@ func (s *Store) tagAdd(tag, key string) string {
 	ts.mu.Lock()
 	set := ts.m[tag]
 	if set == nil {
-		set = &tagSet{name: strings.Clone(tag), keys: make(map[string]struct{}, 1)}
+		set = &tagSet{name: strings.Clone(tag)}
 		ts.m[set.name] = set
 		s.used.Add(tagSetOverhead + int64(len(tag)))
 	}
-	set.keys[key] = struct{}{}
+	set.add(key)
 	ts.mu.Unlock()
 	return set.name
 }
@@ -50,8 +110,7 @@ func (s *Store) tagRemove(tag, key string) {
 	ts := s.tagShardFor(tag)
 	ts.mu.Lock()
 	if set := ts.m[tag]; set != nil {
-		delete(set.keys, key)
-		if len(set.keys) == 0 {
+		if set.remove(key) {
 			delete(ts.m, tag)
 			s.used.Add(-(tagSetOverhead + int64(len(tag))))
 		}
@@ -69,7 +128,7 @@ func (s *Store) tagKeys(tag string, dst []string, limit int) []string {
 	if set == nil {
 		return dst
 	}
-	for k := range set.keys {
+	for k := range set.all {
 		if limit > 0 && len(dst) >= limit {
 			break
 		}
@@ -135,7 +194,7 @@ func (s *Store) ListTags(limit int) []TagInfo {
 			if limit > 0 && len(out) >= limit {
 				break
 			}
-			out = append(out, TagInfo{Tag: name, Count: len(set.keys)})
+			out = append(out, TagInfo{Tag: name, Count: set.len()})
 		}
 		ts.mu.RUnlock()
 	}
@@ -160,7 +219,7 @@ func (s *Store) InvalidateTags(tags ...string) int {
 			continue
 		}
 		b.keys = b.keys[:0]
-		for k := range set.keys {
+		for k := range set.all {
 			if b.keys = append(b.keys, k); len(b.keys) == invalidateBatch {
 				removed += s.removeTagged(tag, &b)
 				b.keys = b.keys[:0]

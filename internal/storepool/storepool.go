@@ -134,28 +134,33 @@ func Snapshot(name string) (SnapshotTarget, bool) {
 
 // SaveSnapshot writes the named store's snapshot to its configured file.
 func SaveSnapshot(name string) (store.SnapshotStats, error) {
-	e := lookupEntry(name)
-	if e == nil {
-		return store.SnapshotStats{}, fmt.Errorf("no store named %q", name)
+	st, tgt, err := snapshotOf(name)
+	if err != nil {
+		return store.SnapshotStats{}, err
 	}
-	tgt := e.snapshot.Load()
-	if tgt == nil {
-		return store.SnapshotStats{}, fmt.Errorf("store %q has no snapshot configured", name)
-	}
-	return e.st.SaveFile(tgt.Path, tgt.Compression)
+	return st.SaveFile(tgt.Path, tgt.Compression)
 }
 
 // RestoreSnapshot replaces the named store's entries with those of its
 // snapshot file.
 func RestoreSnapshot(name string) (store.SnapshotStats, error) {
+	st, tgt, err := snapshotOf(name)
+	if err != nil {
+		return store.SnapshotStats{}, err
+	}
+	st.Flush(0)
+	return st.LoadFile(tgt.Path)
+}
+
+// snapshotOf returns the named store and where its snapshot goes.
+func snapshotOf(name string) (*store.Store, *SnapshotTarget, error) {
 	e := lookupEntry(name)
 	if e == nil {
-		return store.SnapshotStats{}, fmt.Errorf("no store named %q", name)
+		return nil, nil, fmt.Errorf("no store named %q", name)
 	}
 	tgt := e.snapshot.Load()
 	if tgt == nil {
-		return store.SnapshotStats{}, fmt.Errorf("store %q has no snapshot configured", name)
+		return nil, nil, fmt.Errorf("store %q has no snapshot configured", name)
 	}
-	e.st.Flush(0)
-	return e.st.LoadFile(tgt.Path)
+	return e.st, tgt, nil
 }
