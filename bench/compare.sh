@@ -87,13 +87,15 @@ build() {
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# wait_port NAME PID PORT
 wait_port() {
 	local i
 	for i in $(seq 100); do
-		port_free "$1" || return 0
+		port_free "$3" || return 0
+		kill -0 "$2" 2>/dev/null || die "$1 exited: $(tail -5 "$WORK/$1.log")"
 		sleep 0.1
 	done
-	die "nothing listens on 127.0.0.1:$1 after 10 s (logs in $WORK)"
+	die "$1 does not listen on 127.0.0.1:$3 after 10 s"
 }
 
 # start NAME PORT COMMAND... runs a server in the background, records its pid
@@ -105,7 +107,7 @@ start() {
 	"$@" >"$WORK/$name.log" 2>&1 &
 	SERVERS+=($!)
 	printf -v "${name}_PID" '%s' "$!"
-	wait_port "$port"
+	wait_port "$name" "$!" "$port"
 }
 
 # start_caddy NAME PORT CADDYFILE-TEXT: GOMAXPROCS unset, data and config in
@@ -345,7 +347,7 @@ workload_http() {
 	fi
 	servers+=("caddy respond:$PORT_ORIGIN" "varnish hit:$PORT_VARNISH")
 	mkdir -p "$WORK/varnish"
-	printf 'vcl 4.1;\nbackend origin { .host = "127.0.0.1"; .port = "%s"; }\nsub vcl_deliver {\n\tset resp.http.X-Cache = if(obj.hits > 0, "HIT", "MISS");\n}\n' "$PORT_ORIGIN" >"$WORK/varnish.vcl"
+	printf 'vcl 4.1;\nbackend origin { .host = "127.0.0.1"; .port = "%s"; }\nsub vcl_deliver {\n\tif (obj.hits > 0) {\n\t\tset resp.http.X-Cache = "HIT";\n\t} else {\n\t\tset resp.http.X-Cache = "MISS";\n\t}\n}\n' "$PORT_ORIGIN" >"$WORK/varnish.vcl"
 	start varnish "$PORT_VARNISH" varnishd -F -j none -n "$WORK/varnish" -a "127.0.0.1:$PORT_VARNISH" -T "127.0.0.1:$PORT_VARNISH_CLI" -f "$WORK/varnish.vcl" -s malloc,256m
 
 	# Warm both caches and check that they answer hits with the origin's bytes.
