@@ -203,16 +203,21 @@ memcaslap_run() {
 		"$(awk -v t=$((after - before)) '/^Run time:/ { printf "%.2f", t / 100 / $5 * 1e6 }' <<<"$out")"
 }
 
+# AWK_MEDIAN defines median(s) for awk programs: the median of the numbers in
+# the space-separated string s, "-" if it has none.
+AWK_MEDIAN='
+function median(s,   a, k, i, j, t) {
+	k = split(s, a, " ")
+	if (k == 0) return "-"
+	for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+	return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+}
+'
+
 # table: medians of runs.tsv per case and server, then a ratio row, first
 # server over each other server, for each case.
 table() {
-	awk -F'\t' '
-	function median(key,   n, i, j, t, a) {
-		n = split(vals[key], a, " ")
-		if (n == 0) return "-"
-		for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-	}
+	awk -F'\t' "$AWK_MEDIAN"'
 	function fmt(v, d) { return v == "-" ? "-" : sprintf("%." d "f", v) }
 	function ratio(a, b) { return a == "-" || b == "-" || b == 0 ? "-" : sprintf("%.2f", a / b) }
 	{
@@ -228,7 +233,7 @@ table() {
 			k = cases[c]
 			for (s = 1; s <= nservers[k]; s++) {
 				sv = servers[k, s]
-				for (m = 4; m <= 7; m++) med[s, m] = median(k SUBSEP sv SUBSEP m)
+				for (m = 4; m <= 7; m++) med[s, m] = median(vals[k, sv, m])
 				printf "| %s | %s | %d | %s | %s | %s | %s |\n", s == 1 ? k : "", sv, runs[k, sv], fmt(med[s, 4], 0), fmt(med[s, 5], 1), fmt(med[s, 6], 1), fmt(med[s, 7], 2)
 			}
 			for (s = 2; s <= nservers[k]; s++)
@@ -421,17 +426,12 @@ workload_tags() {
 		awk '/^filled=/ { split($0, f, /[ =]/); printf "Load: %d keys with tags in %.2f s (%d keys/s).\n\n", f[2], f[4], f[6] }' <<<"$out"
 		echo "| round | purge ms | keys removed | gets/s | GET p50 before µs | GET p99 before µs | gets during | GET p50 during µs | GET p99 during µs | GET max during µs |"
 		echo "|---|---|---|---|---|---|---|---|---|---|"
-		awk '/^round=/ {
+		awk "$AWK_MEDIAN"'/^round=/ {
 			for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", v["round"], v["purge_ms"], v["invalidated"], v["gets_per_s"],
 				v["base_p50_us"], v["base_p99_us"], v["during_n"], v["during_p50_us"], v["during_p99_us"], v["during_max_us"]
 			for (i = 1; i <= NF; i++) { split($i, kv, "="); all[kv[1]] = all[kv[1]] " " kv[2] }
 			n++
-		}
-		function median(s,   a, k, i, j, t) {
-			k = split(s, a, " ")
-			for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-			return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
 		}
 		END {
 			printf "| **median** | **%s** | | %s | %s | **%s** | | %s | **%s** | %s |\n", median(all["purge_ms"]), median(all["gets_per_s"]),
@@ -475,12 +475,7 @@ workload_memory() {
 		echo
 		echo "| server | idle RSS MiB | loaded RSS MiB | peak RSS MiB | RSS per item, bytes | peak per item, bytes |"
 		echo "|---|---|---|---|---|---|"
-		awk -F'\t' '
-		function median(s,   a, k, i, j, t) {
-			k = split(s, a, " ")
-			for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-			return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
-		}
+		awk -F'\t' "$AWK_MEDIAN"'
 		{
 			if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 }
 			idle[$1] = idle[$1] " " $3; loaded[$1] = loaded[$1] " " $4; peak[$1] = peak[$1] " " $5
