@@ -2,7 +2,7 @@
 # Side-by-side performance comparisons of caddy-tagcache with its peers on
 # this machine, all on 127.0.0.1. See bench/README.md.
 #
-#	bench/compare.sh [memcached|http|tags|memory|all]
+#	bench/compare.sh [memcached|http|tags|memory|redis|all]
 #
 # Environment: ROUNDS (alternated rounds per case, default 3), DURATION
 # (seconds per run, default 10), RESULTS (directory for the result files,
@@ -10,9 +10,9 @@
 # building cmd/caddy).
 set -euo pipefail
 
-usage() { echo "usage: $0 [memcached|http|tags|memory|all]" >&2; exit 2; }
+usage() { echo "usage: $0 [memcached|http|tags|memory|redis|all]" >&2; exit 2; }
 WORKLOAD=${1:-all}
-case $WORKLOAD in memcached | http | tags | memory | all) ;; *) usage ;; esac
+case $WORKLOAD in memcached | http | tags | memory | redis | all) ;; *) usage ;; esac
 [[ $# -le 1 ]] || usage
 
 ROUNDS=${ROUNDS:-3}
@@ -28,6 +28,8 @@ COMMAND="$(for v in ROUNDS DURATION CADDY; do [[ -n ${!v:-} ]] && printf '%s=%q 
 PORT_TC_MEMCACHED=19601 # tagcache, listen memcached
 PORT_MEMCACHED=19602    # memcached
 PORT_TC_TAB=19603       # tagcache, listen tcp (tab protocol)
+PORT_TC_RESP=19604      # tagcache, listen resp
+PORT_REDIS=19605        # redis-server
 PORT_ORIGIN=19610       # plain Caddy: respond, and the origin of both caches
 PORT_TC_HTTP=19611      # Caddy with the tagcache directive
 PORT_VARNISH=19612      # varnishd
@@ -63,7 +65,7 @@ die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
 
 install_peers() {
 	local missing=() pair
-	for pair in memcached:memcached varnishd:varnish wrk:wrk memcaslap:libmemcached-tools curl:curl; do
+	for pair in memcached:memcached varnishd:varnish wrk:wrk memcaslap:libmemcached-tools curl:curl redis-server:redis-server redis-benchmark:redis-tools; do
 		command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 	done
 	[[ ${#missing[@]} -eq 0 ]] && return
@@ -203,6 +205,21 @@ memcaslap_run() {
 		"$(awk -v t=$((after - before)) '/^Run time:/ { printf "%.2f", t / 100 / $5 * 1e6 }' <<<"$out")"
 }
 
+# redisbench CASE SERVER ROUND PID PORT TEST PIPELINE REQUESTS: one
+# redis-benchmark run of one test with 50 clients over 10,000 keys.
+redisbench() {
+	local case=$1 server=$2 round=$3 pid=$4 port=$5 test=$6 pipeline=$7 n=$8 out line before after
+	before=$(cpu_ticks "$pid")
+	out=$(timeout 300 redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$n" -c 50 -P "$pipeline" -r 10000 --csv 2>&1)
+	after=$(cpu_ticks "$pid")
+	printf '%s %s round %s\n%s\n' "$server" "$case" "$round" "$out" >>"$WORK/raw.txt"
+	# "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+	line=$(grep -v '^"test"' <<<"$out" | grep '^"' | head -1 | tr -d '"')
+	record "$case" "$server" "$round" "$(cut -d, -f2 <<<"$line" | cut -d. -f1)" \
+		"$(awk -F, '{ printf "%.1f", $5 * 1000 }' <<<"$line")" "$(awk -F, '{ printf "%.1f", $7 * 1000 }' <<<"$line")" \
+		"$(awk -v t=$((after - before)) -v n="$n" 'BEGIN { printf "%.2f", t / 100 / n * 1e6 }')"
+}
+
 # AWK_MEDIAN defines median(s) for awk programs: the median of the numbers in
 # the space-separated string s, "-" if it has none.
 AWK_MEDIAN='
@@ -267,7 +284,7 @@ machine() {
 		"load average at the start $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared: compare ratios, not absolute numbers)"
 	echo "- caddy-tagcache $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)," \
 		"$("$WORK/bin/caddy" version | cut -d' ' -f1), $(go version | cut -d' ' -f3)"
-	echo "- $(memcached -V), $(varnishd -V 2>&1 | head -1 | cut -d' ' -f2 | tr -d '()'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), memcaslap from libmemcached-tools $(dpkg-query -W -f '${Version}' libmemcached-tools 2>/dev/null || echo '?')"
+	echo "- $(memcached -V), $(varnishd -V 2>&1 | head -1 | cut -d' ' -f2 | tr -d '()'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), memcaslap from libmemcached-tools $(dpkg-query -W -f '${Version}' libmemcached-tools 2>/dev/null || echo '?'), $(redis-server --version | cut -d' ' -f1-3)"
 }
 
 # write_result NAME TITLE: the result file from the tables in $WORK/NAME.md.
@@ -334,6 +351,36 @@ workload_memcached() {
 	} >"$WORK/memcached.md"
 	stop_servers
 	write_result memcached "tagcache vs memcached 1.6 over the memcached protocol"
+}
+
+workload_redis() {
+	log "Redis protocol: tagcache vs redis-server, $ROUNDS rounds per case"
+	start_caddy tagcache "$PORT_TC_RESP" "$(tagcache_listen_config resp "$PORT_TC_RESP")"
+	start redis "$PORT_REDIS" redis-server --bind 127.0.0.1 --port "$PORT_REDIS" --save '' --appendonly no --maxmemory 1gb
+	local test pipeline round n
+	for pipeline in 1 16; do
+		# About DURATION seconds per run at the rates of this machine.
+		n=$((DURATION * (pipeline == 1 ? 20000 : 100000)))
+		for test in set get incr mset; do
+			for round in $(seq "$ROUNDS"); do
+				log "$test, pipeline $pipeline, round $round"
+				redisbench "${test^^}, pipeline $pipeline" tagcache "$round" "$tagcache_PID" "$PORT_TC_RESP" "$test" "$pipeline" "$n"
+				redisbench "${test^^}, pipeline $pipeline" redis "$round" "$redis_PID" "$PORT_REDIS" "$test" "$pipeline" "$n"
+			done
+		done
+	done
+	{
+		echo "tagcache with \`max_memory 1GiB\` and \`listen resp\` (Caddy with GOMAXPROCS unset); \`redis-server --save '' --appendonly no --maxmemory 1gb\`."
+		echo "Load: \`redis-benchmark -t <test> -c 50 -r 10000 -P <pipeline> -n <requests> --csv\` ($((DURATION * 20000)) requests at pipeline 1,"
+		echo "$((DURATION * 100000)) at pipeline 16; MSET sets 10 keys per request); servers alternated, $ROUNDS rounds, medians."
+		echo "Ratios are tagcache / redis: above 1 is better for ops/s, below 1 is better for the others."
+		echo
+		table
+		echo
+		rss_table tagcache "$tagcache_PID" redis "$redis_PID"
+	} >"$WORK/redis.md"
+	stop_servers
+	write_result redis "tagcache vs redis-server 7 over the Redis protocol"
 }
 
 workload_http() {
@@ -508,6 +555,7 @@ all)
 	workload_http
 	workload_tags
 	workload_memory
+	workload_redis
 	;;
 *) "workload_$WORKLOAD" ;;
 esac
