@@ -11,6 +11,10 @@ import (
 // Store is a sharded, tag-aware in-memory cache. All methods are safe for
 // concurrent use.
 type Store struct {
+	// Read on every operation and written rarely, so kept together and
+	// apart from the counters below, which writes change all the time: on
+	// one cache line with them, every write would evict them from the
+	// other cores' caches.
 	shards    []shard
 	tagShards []tagShard
 	mask      uint64
@@ -18,27 +22,27 @@ type Store struct {
 	seed      maphash.Seed
 	clock     func() int64
 	epoch     int64 // Unix ms that atime ticks count from
-
-	limits atomic.Pointer[limits]
-	maxMem atomic.Int64
-	used   atomic.Int64
-
+	limits    atomic.Pointer[limits]
+	maxMem    atomic.Int64
 	// flushAt is the Unix ms of a pending delayed flush, 0 if none.
 	flushAt atomic.Int64
-	flushMu sync.Mutex
-
-	evictCursor   atomic.Uint64
-	invalidations atomic.Uint64
-	flushes       atomic.Uint64
-
 	// coarseTick is the access clock in atime ticks, kept by the
 	// background goroutine while coarse is set, so that reads need not read
 	// the wall clock.
 	coarseTick atomic.Uint32
 	coarse     atomic.Bool
+	listeners  listeners
+
+	_    [64]byte
+	used atomic.Int64 // bytes counted against maxMem
+	_    [56]byte
+
+	evictCursor   atomic.Uint64
+	invalidations atomic.Uint64
+	flushes       atomic.Uint64
+	flushMu       sync.Mutex
 
 	snapshots snapshotFiles
-	listeners listeners
 
 	sweepMu       sync.Mutex
 	sweepInterval time.Duration
