@@ -90,6 +90,19 @@ func newStoreCollector() *statsCollector[store.Stats] {
 			metric("bytes", "Memory counted against max_memory, in bytes.", gauge, func(s *store.Stats) float64 { return float64(s.Bytes) }),
 			metric("max_memory_bytes", "The store's memory budget, in bytes.", gauge, func(s *store.Stats) float64 { return float64(s.MaxMemory) }),
 			metric("tags", "Distinct tags in the store.", gauge, func(s *store.Stats) float64 { return float64(s.Tags) }),
+			metric("snapshot_errors_total", "Snapshots that failed to be written.", counter, func(s *store.Stats) float64 { return float64(s.SnapshotErrors) }),
+			metric("last_snapshot_timestamp_seconds", "When the last snapshot written began, as a Unix time; 0 if none.", gauge, func(s *store.Stats) float64 {
+				return snapshotValue(s, func(l *store.SnapshotStats) float64 { return float64(l.Started) / 1e3 })
+			}),
+			metric("last_snapshot_duration_seconds", "How long the last snapshot written took.", gauge, func(s *store.Stats) float64 {
+				return snapshotValue(s, func(l *store.SnapshotStats) float64 { return l.Duration.Seconds() })
+			}),
+			metric("last_snapshot_bytes", "The size of the last snapshot written.", gauge, func(s *store.Stats) float64 {
+				return snapshotValue(s, func(l *store.SnapshotStats) float64 { return float64(l.Bytes) })
+			}),
+			metric("last_snapshot_entries", "The entries in the last snapshot written.", gauge, func(s *store.Stats) float64 {
+				return snapshotValue(s, func(l *store.SnapshotStats) float64 { return float64(l.Entries) })
+			}),
 		},
 		each: func(yield func([]string, *store.Stats)) {
 			type named struct {
@@ -108,6 +121,15 @@ func newStoreCollector() *statsCollector[store.Stats] {
 			}
 		},
 	}
+}
+
+// snapshotValue reads a figure of the store's last snapshot, 0 if it has
+// none.
+func snapshotValue(s *store.Stats, value func(*store.SnapshotStats) float64) float64 {
+	if s.Snapshot == nil {
+		return 0
+	}
+	return value(s.Snapshot)
 }
 
 func newListenerCollector() *statsCollector[listeners.Stats] {

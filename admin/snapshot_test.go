@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tagcache/caddy-tagcache/internal/storepool"
 	"github.com/tagcache/caddy-tagcache/store"
@@ -53,5 +54,29 @@ func TestSnapshotAndRestoreRoutes(t *testing.T) {
 	}
 	if _, err := post("/tagcache/snapshot", `{bad json`); !errors.As(err, &apiErr) || apiErr.HTTPStatus != http.StatusBadRequest {
 		t.Fatalf("bad JSON: %v", err)
+	}
+
+	// The last snapshot shows in the metrics.
+	reg := prometheus.NewRegistry()
+	if err := RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range families {
+		if f.GetName() != "caddy_tagcache_last_snapshot_entries" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if m.GetLabel()[0].GetValue() == "admin-snap" && m.GetGauge().GetValue() == 1 {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no caddy_tagcache_last_snapshot_entries{store=\"admin-snap\"} 1")
 	}
 }

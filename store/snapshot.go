@@ -443,9 +443,11 @@ func (s *Store) SaveFile(path string, compression int) (SnapshotStats, error) {
 
 	sf.mu.Lock()
 	sf.running = nil
-	sf.last, sf.lastErr = c.st, c.err
+	sf.lastErr = c.err
 	if c.err != nil {
 		sf.errors++
+	} else {
+		sf.last = c.st
 	}
 	sf.mu.Unlock()
 	close(c.done)
@@ -521,8 +523,8 @@ func (s *Store) LoadFile(path string) (SnapshotStats, error) {
 	return st, err
 }
 
-// LastSnapshot returns the stats and error of the last SaveFile, and how
-// many saves failed.
+// LastSnapshot returns the stats of the last SaveFile that succeeded, the
+// error of the last one, and how many failed.
 func (s *Store) LastSnapshot() (SnapshotStats, error, uint64) {
 	sf := &s.snapshots
 	sf.mu.Lock()

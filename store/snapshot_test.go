@@ -298,3 +298,25 @@ func TestSnapshotKilledMidWrite(t *testing.T) {
 		t.Fatalf("loaded %d entries: neither the old nor a complete new snapshot", st.Entries)
 	}
 }
+
+func TestSnapshotStatsInStats(t *testing.T) {
+	s, _ := newModelStore(t, Config{})
+	if st := s.Stats(); st.Snapshot != nil || st.SnapshotErrors != 0 {
+		t.Fatalf("before any snapshot: %+v", st)
+	}
+	s.Set("k", []byte("v"), Params{})
+	dir := t.TempDir()
+	if _, err := s.SaveFile(filepath.Join(dir, "ok.snap"), CompressNone); err != nil {
+		t.Fatal(err)
+	}
+	// A directory where the file should go makes the save fail.
+	bad := filepath.Join(dir, "isadir")
+	os.Mkdir(bad, 0o700)
+	if _, err := s.SaveFile(bad, CompressNone); err == nil {
+		t.Fatal("saving over a directory succeeded")
+	}
+	st := s.Stats()
+	if st.Snapshot == nil || st.Snapshot.Entries != 1 || st.Snapshot.Bytes == 0 || st.SnapshotErrors != 1 {
+		t.Fatalf("stats after one good and one failed snapshot: %+v, snapshot %+v", st, st.Snapshot)
+	}
+}

@@ -15,6 +15,10 @@ type Stats struct {
 	Tags          int64  `json:"tags"`
 	MaxMemory     int64  `json:"max_memory"`
 	Shards        int    `json:"shards"`
+	// Snapshot is the last snapshot SaveFile wrote, nil if none yet;
+	// SnapshotErrors counts the ones that failed.
+	Snapshot       *SnapshotStats `json:"snapshot,omitempty"`
+	SnapshotErrors uint64         `json:"snapshot_errors"`
 }
 
 // Stats returns the current counters. Items may include entries that
@@ -27,6 +31,12 @@ func (s *Store) Stats() Stats {
 		Bytes:         s.used.Load(),
 		MaxMemory:     s.maxMem.Load(),
 		Shards:        len(s.shards),
+	}
+	if last, _, errs := s.LastSnapshot(); errs > 0 || last.Started != 0 {
+		st.SnapshotErrors = errs
+		if last.Started != 0 {
+			st.Snapshot = &last
+		}
 	}
 	for i := range s.shards {
 		sh := &s.shards[i]
