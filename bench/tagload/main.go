@@ -27,6 +27,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/tagcache/caddy-tagcache/internal/lineclient"
 )
 
 // hotTag is the tag carried by every -hot-every'th key, the one purge
@@ -95,7 +97,7 @@ func (tabProto) writeSet(w *bufio.Writer, key, tags, value []byte) {
 	w.WriteByte('\n')
 }
 
-func (tabProto) readSet(r *bufio.Reader) error { return expect(r, "OK") }
+func (tabProto) readSet(r *bufio.Reader) error { return lineclient.Expect(r, "OK") }
 
 type memcachedProto struct{}
 
@@ -113,26 +115,7 @@ func (memcachedProto) writeSet(w *bufio.Writer, key, tags, value []byte) {
 	w.WriteString("\r\n")
 }
 
-func (memcachedProto) readSet(r *bufio.Reader) error { return expect(r, "STORED") }
-
-func readLine(r *bufio.Reader) ([]byte, error) {
-	line, err := r.ReadSlice('\n')
-	if err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(line, "\r\n"), nil
-}
-
-func expect(r *bufio.Reader, want string) error {
-	line, err := readLine(r)
-	if err != nil {
-		return err
-	}
-	if string(line) != want {
-		return fmt.Errorf("server replied %q, want %q", line, want)
-	}
-	return nil
-}
+func (memcachedProto) readSet(r *bufio.Reader) error { return lineclient.Expect(r, "STORED") }
 
 type conn struct {
 	net.Conn
@@ -225,7 +208,7 @@ func getLoad(cn *conn, ks *keySpace, seed uint64, t0 time.Time, stop <-chan stru
 		if err := cn.w.Flush(); err != nil {
 			return samples, err
 		}
-		line, err := readLine(cn.r)
+		line, err := lineclient.ReadLine(cn.r)
 		if err != nil {
 			return samples, err
 		}
@@ -287,7 +270,7 @@ func purgeRound(round int, addr string, ks *keySpace, conns int, before, after t
 	fmt.Fprintf(purger.w, "INV_TAG\t%s\n", hotTag)
 	var line []byte
 	if err = purger.w.Flush(); err == nil {
-		line, err = readLine(purger.r)
+		line, err = lineclient.ReadLine(purger.r)
 	}
 	purgeEnd := time.Since(t0)
 	time.Sleep(after)

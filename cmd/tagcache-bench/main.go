@@ -26,6 +26,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tagcache/caddy-tagcache/internal/lineclient"
 )
 
 type config struct {
@@ -316,7 +318,7 @@ func (w *worker) load(cfg config, keys [][]byte, value []byte, end time.Time) {
 			}
 			r.hist.record(time.Since(sent))
 			if err != nil {
-				var reply errReply
+				var reply lineclient.ReplyError
 				if !errors.As(err, &reply) {
 					w.fail(err)
 					return

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+
+	"github.com/tagcache/caddy-tagcache/internal/lineclient"
 )
 
 // protocol writes requests and reads their replies. A reply the protocol
-// defines as a failure (an error line) is returned as errReply; anything
+// defines as a failure (an error line) is returned as lineclient.ReplyError; anything
 // else that goes wrong is an I/O or framing error that ends the connection.
 type protocol interface {
 	writeSet(w *bufio.Writer, key, value []byte)
@@ -17,31 +19,6 @@ type protocol interface {
 	readSet(r *bufio.Reader) error
 	readGet(r *bufio.Reader) (hit bool, err error)
 	readAuth(r *bufio.Reader) error
-}
-
-// errReply is a well-formed error reply.
-type errReply struct{ line string }
-
-func (e errReply) Error() string { return "server replied " + strconv.Quote(e.line) }
-
-func readLine(r *bufio.Reader) ([]byte, error) {
-	line, err := r.ReadSlice('\n')
-	if err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(line, "\r\n"), nil
-}
-
-// expect reads one line and checks it.
-func expect(r *bufio.Reader, want string) error {
-	line, err := readLine(r)
-	if err != nil {
-		return err
-	}
-	if string(line) != want {
-		return errReply{string(line)}
-	}
-	return nil
 }
 
 // tab is the tab-delimited TagCache protocol.
@@ -65,11 +42,11 @@ func (tab) writeAuth(w *bufio.Writer, user, password string) {
 	fmt.Fprintf(w, "AUTH\t%s\t%s\n", user, password)
 }
 
-func (tab) readSet(r *bufio.Reader) error  { return expect(r, "OK") }
-func (tab) readAuth(r *bufio.Reader) error { return expect(r, "OK") }
+func (tab) readSet(r *bufio.Reader) error  { return lineclient.Expect(r, "OK") }
+func (tab) readAuth(r *bufio.Reader) error { return lineclient.Expect(r, "OK") }
 
 func (tab) readGet(r *bufio.Reader) (bool, error) {
-	line, err := readLine(r)
+	line, err := lineclient.ReadLine(r)
 	switch {
 	case err != nil:
 		return false, err
@@ -78,7 +55,7 @@ func (tab) readGet(r *bufio.Reader) (bool, error) {
 	case string(line) == "NF":
 		return false, nil
 	}
-	return false, errReply{string(line)}
+	return false, lineclient.ReplyError{Line: string(line)}
 }
 
 // memcached is memcached's text protocol.
@@ -107,11 +84,11 @@ func (memcached) writeAuth(w *bufio.Writer, user, password string) {
 	fmt.Fprintf(w, "set auth 0 0 %d\r\n%s\r\n", len(data), data)
 }
 
-func (memcached) readSet(r *bufio.Reader) error  { return expect(r, "STORED") }
-func (memcached) readAuth(r *bufio.Reader) error { return expect(r, "STORED") }
+func (memcached) readSet(r *bufio.Reader) error  { return lineclient.Expect(r, "STORED") }
+func (memcached) readAuth(r *bufio.Reader) error { return lineclient.Expect(r, "STORED") }
 
 func (memcached) readGet(r *bufio.Reader) (bool, error) {
-	line, err := readLine(r)
+	line, err := lineclient.ReadLine(r)
 	if err != nil {
 		return false, err
 	}
@@ -119,7 +96,7 @@ func (memcached) readGet(r *bufio.Reader) (bool, error) {
 		return false, nil
 	}
 	if !bytes.HasPrefix(line, []byte("VALUE ")) {
-		return false, errReply{string(line)}
+		return false, lineclient.ReplyError{Line: string(line)}
 	}
 	// VALUE <key> <flags> <bytes> [<cas>]
 	n, ok := atoi(field(line, 3))
@@ -129,8 +106,8 @@ func (memcached) readGet(r *bufio.Reader) (bool, error) {
 	if _, err := r.Discard(n + 2); err != nil {
 		return false, err
 	}
-	if err := expect(r, "END"); err != nil {
-		if _, ok := err.(errReply); ok {
+	if err := lineclient.Expect(r, "END"); err != nil {
+		if _, ok := err.(lineclient.ReplyError); ok {
 			return false, fmt.Errorf("get reply not ended by END: %v", err)
 		}
 		return false, err
