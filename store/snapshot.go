@@ -18,17 +18,22 @@ import (
 // Snapshot format, version 1. A 16-byte header: the magic "TCSNAP", the
 // version (uint16), the compression (0 none, 1 zstd), 3 reserved bytes and
 // the CRC-32C of those 12 bytes. Then, compressed as a whole if so, a run of
-// chunks: length (uint32), CRC-32C of the payload (uint32), payload. A
-// payload holds whole records: key, value, flags, absolute expiry (Unix ms),
-// state (bit 0: stale) and tags, lengths as uvarints. A chunk of length 0
-// ends the file; it is followed by the number of records (uint64) and its
-// CRC-32C. Integers are little-endian.
+// chunks: length (uint32), CRC-32C of the payload (uint32), payload. The
+// first chunk holds sizing hints: the number of entries and of the keys of
+// each large tag when the snapshot began, so that loading can size its maps
+// once instead of growing them. The others hold whole records: key, value,
+// flags, absolute expiry (Unix ms), state (bit 0: stale) and tags, lengths
+// as uvarints. A chunk of length 0 ends the file; it is followed by the
+// number of records (uint64) and its CRC-32C. Integers are little-endian.
 const (
 	snapshotMagic   = "TCSNAP"
 	snapshotVersion = 1
 	headerSize      = 16
 	chunkTarget     = 64 << 10
 	maxChunk        = MaxItemSizeLimit + MaxKeyLengthLimit + 1<<20
+	// hintedTagSize is the fewest keys a tag needs to be in the hints:
+	// smaller sets grow cheaply.
+	hintedTagSize = 64
 )
 
 // Compression of a snapshot's body.
@@ -102,6 +107,10 @@ func (s *Store) WriteSnapshot(w io.Writer, compression int) (SnapshotStats, erro
 		return st, fmt.Errorf("unknown snapshot compression %d", compression)
 	}
 	cwr := chunkWriter{w: body}
+	cwr.buf = s.appendHints(cwr.buf)
+	if err := cwr.flush(); err != nil {
+		return st, err
+	}
 	var recs []snapshotRecord
 	for i := range s.shards {
 		recs = s.collect(&s.shards[i], recs[:0])
@@ -124,6 +133,96 @@ func (s *Store) WriteSnapshot(w io.Writer, compression int) (SnapshotStats, erro
 	st.Bytes = cw.n
 	st.Duration = time.Since(start)
 	return st, nil
+}
+
+// appendHints encodes the sizing hints: the entry count, then the large
+// tags with their key counts.
+func (s *Store) appendHints(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(s.Stats().Items))
+	var large []TagInfo
+	for _, t := range s.ListTags(0) {
+		if t.Count >= hintedTagSize {
+			large = append(large, t)
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(large)))
+	for _, t := range large {
+		b = binary.AppendUvarint(b, uint64(len(t.Tag)))
+		b = append(b, t.Tag...)
+		b = binary.AppendUvarint(b, uint64(t.Count))
+	}
+	return b
+}
+
+// useHints sizes an empty store's maps for the snapshot about to load.
+func (s *Store) useHints(p []byte) error {
+	entries, k := binary.Uvarint(p)
+	if k <= 0 {
+		return errBadHints
+	}
+	p = p[k:]
+	ntags, k := binary.Uvarint(p)
+	if k <= 0 || ntags > uint64(len(p)) {
+		return errBadHints
+	}
+	p = p[k:]
+	tags := make(map[string]int, ntags)
+	for range ntags {
+		n, k := binary.Uvarint(p)
+		if k <= 0 || n > uint64(len(p)-k) {
+			return errBadHints
+		}
+		tag := string(p[k : k+int(n)])
+		p = p[k+int(n):]
+		count, k := binary.Uvarint(p)
+		if k <= 0 {
+			return errBadHints
+		}
+		p = p[k:]
+		tags[tag] = int(min(count, 1<<24))
+	}
+	if len(p) != 0 {
+		return errBadHints
+	}
+	perShard := int(min(entries, 1<<30) / uint64(len(s.shards)))
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if len(sh.m) == 0 && perShard > 0 {
+			sh.m = make(map[string]*entry, perShard+perShard/8)
+			sh.ring = make([]*entry, 0, perShard+perShard/8)
+		}
+		sh.mu.Unlock()
+	}
+	for tag, n := range tags {
+		ts := s.tagShardFor(tag)
+		ts.mu.Lock()
+		if ts.m[tag] == nil {
+			set := &tagSet{name: tag, keys: make(map[string]struct{}, n)}
+			ts.m[set.name] = set
+			s.used.Add(tagSetOverhead + int64(len(tag)))
+		}
+		ts.mu.Unlock()
+	}
+	return nil
+}
+
+var errBadHints = fmt.Errorf("%w: malformed sizing hints", ErrCorruptSnapshot)
+
+// dropEmptyTagSets removes the tag sets that have no keys. Only useHints
+// makes such sets: a set that loses its last key is removed at once.
+func (s *Store) dropEmptyTagSets() {
+	for i := range s.tagShards {
+		ts := &s.tagShards[i]
+		ts.mu.Lock()
+		for name, set := range ts.m {
+			if set.len() == 0 {
+				delete(ts.m, name)
+				s.used.Add(-(tagSetOverhead + int64(len(name))))
+			}
+		}
+		ts.mu.Unlock()
+	}
 }
 
 func (s *Store) collect(sh *shard, recs []snapshotRecord) []snapshotRecord {
@@ -243,6 +342,8 @@ func appendRecordTail(b []byte, r *snapshotRecord) []byte {
 // an error the entries read so far stay loaded; the caller decides (a
 // store being warmed at start flushes them).
 func (s *Store) ReadSnapshot(r io.Reader) (SnapshotStats, error) {
+	// Tag sets made from the hints that no loaded entry joined must go.
+	defer s.dropEmptyTagSets()
 	start := time.Now()
 	st := SnapshotStats{Started: start.UnixMilli()}
 	cr := &countingReader{r: r}
@@ -271,7 +372,7 @@ func (s *Store) ReadSnapshot(r io.Reader) (SnapshotStats, error) {
 	}
 	var buf []byte
 	var records uint64
-	for {
+	for hints := true; ; hints = false {
 		var hdr [8]byte
 		if _, err := io.ReadFull(body, hdr[:]); err != nil {
 			return st, fmt.Errorf("%w: truncated: %v", ErrCorruptSnapshot, err)
@@ -300,6 +401,12 @@ func (s *Store) ReadSnapshot(r io.Reader) (SnapshotStats, error) {
 		}
 		if crc32.Checksum(buf, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
 			return st, fmt.Errorf("%w: chunk checksum mismatch", ErrCorruptSnapshot)
+		}
+		if hints {
+			if err := s.useHints(buf); err != nil {
+				return st, err
+			}
+			continue
 		}
 		for p := buf; len(p) > 0; {
 			var rec snapshotRecord

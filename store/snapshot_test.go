@@ -320,3 +320,28 @@ func TestSnapshotStatsInStats(t *testing.T) {
 		t.Fatalf("stats after one good and one failed snapshot: %+v, snapshot %+v", st, st.Snapshot)
 	}
 }
+
+// TestSnapshotHintsOfExpiredTag loads a snapshot whose large tag's entries
+// all expired meanwhile: the set sized from the hints must not stay behind.
+func TestSnapshotHintsOfExpiredTag(t *testing.T) {
+	src, clock := newModelStore(t, Config{Shards: 4})
+	now := clock.Load()
+	for i := range 2 * hintedTagSize {
+		src.Set(fmt.Sprintf("k%d", i), []byte("v"), Params{Expires: now + 1000, Tags: []string{"big"}})
+	}
+	src.Set("kept", []byte("v"), Params{Tags: []string{"small"}})
+	var buf bytes.Buffer
+	if _, err := src.WriteSnapshot(&buf, CompressNone); err != nil {
+		t.Fatal(err)
+	}
+	dst, dclock := newModelStore(t, Config{Shards: 4})
+	dclock.Store(now + 2000)
+	st, err := dst.ReadSnapshot(&buf)
+	if err != nil || st.Entries != 1 || st.Expired != int64(2*hintedTagSize) {
+		t.Fatalf("load: %+v, %v", st, err)
+	}
+	if got := dst.Stats(); got.Tags != 1 || got.Items != 1 {
+		t.Fatalf("stats after load: %+v; want only the tag small", got)
+	}
+	checkInvariants(t, dst)
+}
