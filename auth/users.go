@@ -2,7 +2,6 @@ package auth
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
@@ -273,10 +272,4 @@ func credentialDigest(username, password string, hash []byte) [sha256.Size]byte 
 	var d [sha256.Size]byte
 	h.Sum(d[:0])
 	return d
-}
-
-// ConstantTimeEqual compares secrets (tokens) without leaking where they
-// differ.
-func ConstantTimeEqual(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }

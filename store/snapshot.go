@@ -255,11 +255,15 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 type chunkWriter struct {
 	w   io.Writer
 	buf []byte
+	// head and tail are scratch space for a record's encoding around its
+	// value, reused so that a record costs no allocation.
+	head, tail []byte
 }
 
 func (c *chunkWriter) add(r *snapshotRecord) error {
-	head := appendRecordHead(nil, r)
-	tail := appendRecordTail(nil, r)
+	c.head = appendRecordHead(c.head[:0], r)
+	c.tail = appendRecordTail(c.tail[:0], r)
+	head, tail := c.head, c.tail
 	size := len(head) + len(r.value) + len(tail)
 	if len(c.buf)+size <= chunkTarget {
 		c.buf = append(c.buf, head...)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"hash/maphash"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -258,7 +259,8 @@ type invalidation struct {
 func (s *Store) removeTagged(tag string, b *invalidation) int {
 	n := len(s.shards)
 	b.shard = b.shard[:0]
-	b.starts = append(b.starts[:0], make([]int, n+1)...)
+	b.starts = slices.Grow(b.starts[:0], n+1)[:n+1]
+	clear(b.starts)
 	for _, k := range b.keys {
 		i := uint32(maphash.String(s.seed, k) & s.mask)
 		b.shard = append(b.shard, i)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 )
 
 // memcachedPort is where TestCompareWithMemcached runs a real memcached.
@@ -25,13 +27,7 @@ func haveMemcached() bool {
 // It fails when CI=true and memcached is missing, and skips otherwise.
 func startMemcached(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("memcached")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("memcached is not installed (Debian package memcached)")
-		}
-		t.Skip("memcached is not installed (Debian package memcached)")
-	}
+	bin := testutil.Tool(t, "memcached", "memcached")
 	args := []string{"-l", "127.0.0.1", "-p", fmt.Sprint(memcachedPort), "-U", "0", "-t", "1", "-m", "64"}
 	if os.Geteuid() == 0 {
 		args = append(args, "-u", "nobody")

@@ -2,36 +2,21 @@ package memcached
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-)
 
-// memccapable is libmemcached's protocol conformance tool (Debian names it
-// memccapable, upstream memcapable).
-func memccapable(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"memccapable", "memcapable"} {
-		if bin, err := exec.LookPath(name); err == nil {
-			return bin
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("memccapable is not installed (Debian package libmemcached-tools)")
-	}
-	t.Skip("memccapable is not installed (Debian package libmemcached-tools)")
-	return ""
-}
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
+)
 
 var memccapableResult = regexp.MustCompile(`(?m)^((?:ascii|binary) [a-z ]+?)\s+\[(pass|FAIL|skip)\]$`)
 
 // TestMemccapable runs every ascii and binary test of memccapable against
 // the protocol and wants them all to pass.
 func TestMemccapable(t *testing.T) {
-	bin := memccapable(t)
+	bin := testutil.Tool(t, "libmemcached-tools", "memccapable", "memcapable")
 	srv := startServer(t, serverOptions{})
 	host, port, _ := strings.Cut(srv.addr, ":")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -6,13 +6,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 )
 
 // runCLI runs redis-cli (Debian's redis-tools) against addr, feeding it
 // input; without a terminal it prints one reply per line of input.
 func runCLI(t *testing.T, addr, input string, args ...string) string {
 	t.Helper()
-	cli := requireTool(t, "redis-cli", "redis-tools")
+	cli := testutil.Tool(t, "redis-tools", "redis-cli")
 	host, port, _ := strings.Cut(addr, ":")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -68,8 +70,8 @@ func TestRedisCLISession(t *testing.T) {
 // script(1) provides): at start it reads COMMAND DOCS, and its help
 // command shows what that returned.
 func TestRedisCLIHelp(t *testing.T) {
-	requireTool(t, "redis-cli", "redis-tools")
-	script := requireTool(t, "script", "bsdutils")
+	testutil.Tool(t, "redis-tools", "redis-cli")
+	script := testutil.Tool(t, "bsdutils", "script")
 	srv := startServer(t, serverOptions{})
 	_, port, _ := strings.Cut(srv.addr, ":")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
 )
 
 // These tests send the same commands to this listener and to a real
@@ -25,26 +26,11 @@ import (
 
 const redisComparePort = 19555
 
-// requireTool returns the path of a tool the test needs. Without it the
-// test is skipped, except in CI (CI=true), where it fails: .ci/run
-// installs it.
-func requireTool(t testing.TB, name, pkg string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing; install the Debian package %s (.ci/run does)", name, pkg)
-		}
-		t.Skipf("%s is missing (Debian package %s)", name, pkg)
-	}
-	return path
-}
-
 // startRedis starts a redis-server without persistence on port and stops
 // it when the test ends.
 func startRedis(t testing.TB, port int, extra ...string) string {
 	t.Helper()
-	bin := requireTool(t, "redis-server", "redis-server")
+	bin := testutil.Tool(t, "redis-server", "redis-server")
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", t.TempDir(), "--logfile", ""}, extra...)
