@@ -68,6 +68,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //			idle_timeout    <duration>
 //			max_line_length <size>
 //			max_value_size  <size>
+//			event_loops     <count>|off
 //		}
 //	}
 //
@@ -81,7 +82,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 // such as :11211 or unix//run/tagcache.sock; its block is optional. `tls`
 // alone takes a certificate for the listener's host (localhost if none);
 // `internal` has Caddy's internal CA issue it. A negative idle_timeout
-// disables it.
+// disables it. `event_loops off` serves every connection from a goroutine
+// of its own.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume option name
 	if d.NextArg() {
@@ -286,7 +288,7 @@ func unmarshalListen(d *caddyfile.Dispenser) (*listeners.Listener, error) {
 				}
 			}
 			continue
-		case "store", "auth", "max_connections", "idle_timeout", "max_line_length", "max_value_size":
+		case "store", "auth", "max_connections", "idle_timeout", "max_line_length", "max_value_size", "event_loops":
 		default:
 			protoTokens = append(protoTokens, d.NextSegment()...)
 			continue
@@ -311,6 +313,12 @@ func unmarshalListen(d *caddyfile.Dispenser) (*listeners.Listener, error) {
 			l.MaxLineLength, err = parseIntSize(arg, math.MaxInt32)
 		case "max_value_size":
 			l.MaxValueSize, err = parseIntSize(arg, store.MaxItemSizeLimit)
+		case "event_loops":
+			if arg == "off" {
+				l.EventLoops = -1
+			} else {
+				l.EventLoops, err = parseCount(arg)
+			}
 		}
 		if err != nil {
 			return nil, d.Errf("listen %s %s: %s: %v", protocol, address, opt, err)

@@ -96,6 +96,8 @@ func (c *conn) stop() {
 	_ = c.Conn.SetReadDeadline(longAgo)
 }
 
+func (c *conn) closeNow() { c.Conn.Close() }
+
 // isTimeout reports whether err is a deadline expiring.
 func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded)

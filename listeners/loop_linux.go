@@ -1,0 +1,517 @@
+//go:build linux
+
+package listeners
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// eventLoops serve the plain connections of a listener whose protocol is a
+// FramedProtocol. Each loop is a goroutine that waits on its epoll set
+// (level-triggered) and, for each readable connection, reads once, answers
+// every whole command it read and writes the replies once: the system calls
+// of memcached's and Redis's own loops, where a goroutine per connection
+// adds a failed read per request and the scheduler's wakeups.
+type eventLoops struct {
+	l     *Listener
+	loops []*eventLoop
+	next  atomic.Uint32
+}
+
+// eventLoop is one loop and the connections it serves.
+type eventLoop struct {
+	l      *Listener
+	epfd   int
+	wakefd int // an eventfd: other goroutines hand the loop work through mu
+	events []unix.EpollEvent
+	conns  map[int32]*loopConn // by fd; owned by the loop goroutine
+	now    int64               // unix ns at the last wake
+	idle   int64               // the listener's idle timeout in ns; 0: none
+
+	mu       sync.Mutex
+	incoming []*loopConn // accepted, to add to the epoll set
+	requests []*loopConn // to close (Close or stop from another goroutine)
+}
+
+// errWouldBlock is a loop connection's read when the socket has nothing
+// more: the loop goes on to other connections.
+var errWouldBlock = errors.New("read would block")
+
+func startEventLoops(l *Listener, n int) (*eventLoops, error) {
+	e := &eventLoops{l: l}
+	for range n {
+		lp, err := newEventLoop(l)
+		if err != nil {
+			for _, lp := range e.loops {
+				lp.closeFDs()
+			}
+			return nil, err
+		}
+		e.loops = append(e.loops, lp)
+	}
+	for _, lp := range e.loops {
+		l.wg.Add(1)
+		go lp.run()
+	}
+	return e, nil
+}
+
+func newEventLoop(l *Listener) (*eventLoop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %v", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %v", err)
+	}
+	lp := &eventLoop{l: l, epfd: epfd, wakefd: wakefd, events: make([]unix.EpollEvent, 128), conns: make(map[int32]*loopConn), idle: int64(l.idle)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}); err != nil {
+		lp.closeFDs()
+		return nil, fmt.Errorf("epoll_ctl: %v", err)
+	}
+	return lp, nil
+}
+
+func (lp *eventLoop) closeFDs() {
+	unix.Close(lp.epfd)
+	unix.Close(lp.wakefd)
+}
+
+// stop wakes every loop so that it sees the listener stopping.
+func (e *eventLoops) stop() {
+	if e == nil {
+		return
+	}
+	for _, lp := range e.loops {
+		lp.wake()
+	}
+}
+
+// add gives an accepted connection to one of the loops, which then own it.
+// It returns false, having changed nothing, when the loops do not take it
+// (the listener is full or stopping, or the socket cannot be taken from the
+// Go runtime): the caller serves or refuses it as it would without loops.
+func (e *eventLoops) add(nc net.Conn) bool {
+	l := e.l
+	lc := &loopConn{local: nc.LocalAddr(), remote: nc.RemoteAddr(), counters: l.counters}
+	if l.track(lc) != trackOK {
+		return false
+	}
+	fd, err := detachFD(nc)
+	if err != nil {
+		l.untrack(lc)
+		l.logger.Debug("cannot take the connection off the Go poller; serving it from a goroutine", zap.Error(err))
+		return false
+	}
+	nc.Close() // the socket lives on in fd
+	lc.fd = fd
+	lc.s = l.newSession(lc, lc)
+	lc.fc = l.protocol.(FramedProtocol).NewFramedConn(lc.s)
+	lp := e.loops[e.next.Add(1)%uint32(len(e.loops))]
+	lc.loop = lp
+	lp.mu.Lock()
+	lp.incoming = append(lp.incoming, lc)
+	lp.mu.Unlock()
+	lp.wake()
+	return true
+}
+
+// detachFD returns a duplicate of the connection's socket that the Go
+// runtime's poller does not watch, so that its readiness wakes only the
+// loop; closing nc then leaves the socket open.
+func detachFD(nc net.Conn) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("%T has no file descriptor", nc)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	cerr := raw.Control(func(s uintptr) {
+		fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if cerr != nil {
+		return -1, cerr
+	}
+	return fd, err
+}
+
+func (lp *eventLoop) wake() {
+	var one = [8]byte{1}
+	_, _ = unix.Write(lp.wakefd, one[:])
+}
+
+func (lp *eventLoop) run() {
+	defer lp.l.wg.Done()
+	defer lp.shutdown()
+	// The idle scan runs every idle/16, so a connection is closed between
+	// idle_timeout and 17/16 of it.
+	timeout, scanEvery := -1, int64(0)
+	if lp.idle > 0 {
+		scanEvery = min(max(lp.idle/16, int64(5*time.Millisecond)), int64(time.Second))
+		timeout = int(scanEvery / int64(time.Millisecond))
+	}
+	lastScan := time.Now().UnixNano()
+	for {
+		n, err := unix.EpollWait(lp.epfd, lp.events, timeout)
+		if err != nil && err != unix.EINTR {
+			lp.l.logger.Error("epoll_wait failed; closing the loop's connections", zap.Error(err))
+			return
+		}
+		lp.now = time.Now().UnixNano()
+		for i := range n {
+			fd := lp.events[i].Fd
+			if fd == int32(lp.wakefd) {
+				lp.takeWork()
+				continue
+			}
+			if lc := lp.conns[fd]; lc != nil {
+				lp.readable(lc)
+			}
+		}
+		if lp.l.stopping.Load() {
+			return
+		}
+		if scanEvery > 0 && lp.now-lastScan >= scanEvery {
+			lastScan = lp.now
+			lp.closeIdle()
+		}
+	}
+}
+
+// takeWork adds the connections accepted for the loop and closes those
+// that other goroutines asked to close.
+func (lp *eventLoop) takeWork() {
+	var buf [8]byte
+	_, _ = unix.Read(lp.wakefd, buf[:])
+	lp.mu.Lock()
+	incoming, requests := lp.incoming, lp.requests
+	lp.incoming, lp.requests = nil, nil
+	lp.mu.Unlock()
+	for _, lc := range incoming {
+		if err := unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, lc.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lc.fd)}); err != nil {
+			lp.l.logger.Error("epoll_ctl failed; closing the connection", zap.Error(err))
+			lp.end(lc, err)
+			continue
+		}
+		lc.lastActive = lp.now
+		lp.conns[int32(lc.fd)] = lc
+	}
+	for _, lc := range requests {
+		if lp.conns[int32(lc.fd)] == lc {
+			lp.end(lc, nil)
+		}
+	}
+}
+
+// readable reads what the client sent, answers every whole command and
+// writes the replies.
+func (lp *eventLoop) readable(lc *loopConn) {
+	defer func() {
+		if v := recover(); v != nil {
+			lc.s.Logger.Error("panic serving a connection; closing it", zap.Any("panic", v), zap.StackSkip("stack", 2))
+			lp.end(lc, nil)
+		}
+	}()
+	r := lc.s.R
+	if _, err := r.Peek(r.Buffered() + 1); err != nil && err != errWouldBlock && err != bufio.ErrBufferFull {
+		lp.end(lc, err) // the client is gone; a command it did not finish is dropped
+		return
+	}
+	lc.lastActive = lp.now
+	for r.Buffered() > 0 {
+		buf, _ := r.Peek(r.Buffered())
+		n := lc.fc.FrameLength(buf)
+		if n < 0 || n > r.Size() || n == 0 && len(buf) == r.Size() {
+			lp.handoff(lc, nil)
+			return
+		}
+		if n == 0 || n > len(buf) {
+			break // the rest is on its way
+		}
+		err := lc.fc.ServeCommand()
+		switch {
+		case errors.Is(err, ErrServeBlocking):
+			lp.handoff(lc, nil)
+			return
+		case errors.Is(err, errWouldBlock):
+			lc.s.Logger.Error("bug: the protocol read past the command it measured; closing the connection",
+				zap.Int("measured", n), zap.ByteString("command", buf[:min(n, 256)]))
+			lp.end(lc, nil)
+			return
+		case err != nil:
+			lp.flushAndEnd(lc, err)
+			return
+		case len(lc.pending) > 0:
+			// The client does not take its replies as fast as it asks:
+			// its own goroutine writes them, blocking.
+			lp.handoff(lc, nil)
+			return
+		case lp.l.stopping.Load():
+			lp.flushAndEnd(lc, nil)
+			return
+		}
+	}
+	lc.s.publishCounts()
+	if err := lc.s.W.Flush(); err != nil {
+		lp.end(lc, err)
+		return
+	}
+	if len(lc.pending) > 0 {
+		lp.handoff(lc, nil)
+	}
+}
+
+// flushAndEnd writes the replies the connection has left and closes it;
+// replies that do not fit in the socket at once go out from a goroutine.
+func (lp *eventLoop) flushAndEnd(lc *loopConn, cause error) {
+	if err := lc.s.W.Flush(); err != nil {
+		lp.end(lc, err)
+		return
+	}
+	if len(lc.pending) > 0 {
+		lp.handoff(lc, cause)
+		return
+	}
+	lp.end(lc, cause)
+}
+
+// closeIdle closes the connections that have sent nothing for the idle
+// timeout.
+func (lp *eventLoop) closeIdle() {
+	for _, lc := range lp.conns {
+		if lp.now-lc.lastActive >= lp.idle {
+			lc.s.Logger.Debug("idle timeout; closing the connection")
+			lp.end(lc, nil)
+		}
+	}
+}
+
+// end closes a connection the loop serves.
+func (lp *eventLoop) end(lc *loopConn, cause error) {
+	delete(lp.conns, int32(lc.fd))
+	lc.fc.Close()
+	if cause != nil {
+		logEnd(lc.s, cause)
+	}
+	lp.l.endSession(lc.s, lc, fdCloser(lc.fd))
+}
+
+// shutdown closes every connection of the loop, and the loop.
+func (lp *eventLoop) shutdown() {
+	for _, lc := range lp.conns {
+		lp.flushAndEnd(lc, nil)
+	}
+	lp.mu.Lock()
+	incoming := lp.incoming
+	lp.incoming = nil
+	lp.mu.Unlock()
+	for _, lc := range incoming {
+		lp.end(lc, nil)
+	}
+	lp.closeFDs()
+}
+
+// handoff moves a connection to a goroutine of its own, which writes the
+// replies the socket did not take and then, unless cause ends the
+// connection, goes on with FramedConn.Serve.
+func (lp *eventLoop) handoff(lc *loopConn, cause error) {
+	l := lp.l
+	delete(lp.conns, int32(lc.fd))
+	_ = unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, lc.fd, nil)
+	f := os.NewFile(uintptr(lc.fd), "")
+	nc, err := net.FileConn(f) // a duplicate, on the Go poller
+	f.Close()
+	if err != nil {
+		lc.s.Logger.Error("cannot move the connection to a goroutine; closing it", zap.Error(err))
+		lc.fc.Close()
+		l.endSession(lc.s, lc, io.NopCloser(nil))
+		return
+	}
+	c := &conn{Conn: nc, idle: l.idle, counters: l.counters}
+	lc.blocking.Store(c)
+	if lc.stopping.Load() || l.stopping.Load() {
+		c.stop()
+	}
+	l.wg.Add(1)
+	go l.serveHandedOff(lc, c, cause)
+}
+
+// serveHandedOff serves a connection that an event loop handed off.
+func (l *Listener) serveHandedOff(lc *loopConn, c *conn, cause error) {
+	defer l.wg.Done()
+	s := lc.s
+	defer l.endSession(s, lc, c)
+	defer lc.fc.Close()
+	err := cause
+	if len(lc.pending) > 0 {
+		_, werr := c.Write(lc.pending)
+		lc.pending = nil
+		if err == nil {
+			err = werr
+		}
+	}
+	if err == nil {
+		if err = lc.fc.Serve(); err == nil {
+			err = s.W.Flush()
+		}
+	}
+	logEnd(s, err)
+}
+
+// fdCloser closes a file descriptor.
+type fdCloser int
+
+func (fd fdCloser) Close() error { return unix.Close(int(fd)) }
+
+// loopConn is a connection that an event loop serves. It is the session's
+// reader, writer and net.Conn: while the loop serves it, reads and writes
+// go straight to the socket and never block; once it is handed off, they
+// go through the blocking conn of the goroutine that serves it.
+type loopConn struct {
+	loop          *eventLoop
+	fd            int
+	local, remote net.Addr
+	counters      *counters
+	s             *Session
+	fc            FramedConn
+	lastActive    int64  // unix ns; loop-owned
+	pending       []byte // replies the socket did not take
+	blocking      atomic.Pointer[conn]
+	stopping      atomic.Bool
+}
+
+// Read reads what the socket has, or returns errWouldBlock.
+func (lc *loopConn) Read(p []byte) (int, error) {
+	if c := lc.blocking.Load(); c != nil {
+		return c.Read(p)
+	}
+	for {
+		n, err := unix.Read(lc.fd, p)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return 0, errWouldBlock
+		case err != nil:
+			return 0, err
+		case n == 0:
+			return 0, io.EOF
+		}
+		lc.counters.bytesRead.Add(uint64(n))
+		return n, nil
+	}
+}
+
+// Write writes what the socket takes at once and keeps the rest in
+// pending, which the loop sees after the command.
+func (lc *loopConn) Write(p []byte) (int, error) {
+	if c := lc.blocking.Load(); c != nil {
+		return c.Write(p)
+	}
+	if len(lc.pending) > 0 {
+		lc.pending = append(lc.pending, p...)
+		return len(p), nil
+	}
+	written := 0
+	for written < len(p) {
+		n, err := unix.Write(lc.fd, p[written:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			lc.pending = append(lc.pending, p[written:]...)
+		case err != nil:
+			lc.counters.bytesWritten.Add(uint64(written))
+			return written, err
+		default:
+			written += n
+			continue
+		}
+		break
+	}
+	lc.counters.bytesWritten.Add(uint64(written))
+	return len(p), nil
+}
+
+// Close closes the connection: at once if a goroutine serves it, else the
+// loop closes it after the batch it is answering.
+func (lc *loopConn) Close() error {
+	if c := lc.blocking.Load(); c != nil {
+		return c.Close()
+	}
+	lc.requestEnd()
+	return nil
+}
+
+func (lc *loopConn) requestEnd() {
+	lp := lc.loop
+	lp.mu.Lock()
+	lp.requests = append(lp.requests, lc)
+	lp.mu.Unlock()
+	lp.wake()
+}
+
+// stop ends the connection once it has answered the command it is on.
+func (lc *loopConn) stop() {
+	lc.stopping.Store(true)
+	if c := lc.blocking.Load(); c != nil {
+		c.stop()
+		return
+	}
+	lc.requestEnd()
+}
+
+func (lc *loopConn) closeNow() {
+	if c := lc.blocking.Load(); c != nil {
+		c.closeNow()
+	}
+}
+
+func (lc *loopConn) LocalAddr() net.Addr  { return lc.local }
+func (lc *loopConn) RemoteAddr() net.Addr { return lc.remote }
+
+// The deadlines apply once a goroutine serves the connection; the loop
+// never blocks on it.
+func (lc *loopConn) SetDeadline(t time.Time) error {
+	if c := lc.blocking.Load(); c != nil {
+		return c.SetDeadline(t)
+	}
+	return nil
+}
+
+func (lc *loopConn) SetReadDeadline(t time.Time) error {
+	if c := lc.blocking.Load(); c != nil {
+		return c.SetReadDeadline(t)
+	}
+	return nil
+}
+
+func (lc *loopConn) SetWriteDeadline(t time.Time) error {
+	if c := lc.blocking.Load(); c != nil {
+		return c.SetWriteDeadline(t)
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ net.Conn = (*loopConn)(nil)
+	_ tracked  = (*loopConn)(nil)
+)
