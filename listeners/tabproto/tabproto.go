@@ -33,6 +33,7 @@ package tabproto
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 
@@ -72,25 +73,54 @@ var busyReply = []byte("ERR too many connections\n")
 func (Protocol) BusyReply() []byte { return busyReply }
 
 // Serve answers the commands of one connection.
-func (Protocol) Serve(s *listeners.Session) error {
-	c := &client{s: s, w: s.W}
+func (p Protocol) Serve(s *listeners.Session) error {
+	c := p.NewFramedConn(s)
+	defer c.Close()
+	return c.Serve()
+}
+
+// NewFramedConn returns the state of one connection, for the listener's
+// event loops.
+func (Protocol) NewFramedConn(s *listeners.Session) listeners.FramedConn {
+	return &client{s: s, w: s.W}
+}
+
+// FrameLength measures the command at the start of buf: one line.
+func (*client) FrameLength(buf []byte) int {
+	return bytes.IndexByte(buf, '\n') + 1
+}
+
+// ServeCommand answers one command line.
+func (c *client) ServeCommand() error {
+	line, err := c.readLine()
+	switch {
+	case errors.Is(err, errLineTooLong):
+		c.fail("line too long")
+	case err != nil:
+		return err
+	default:
+		c.exec(line)
+	}
+	return nil
+}
+
+// Serve answers the connection's commands until it ends.
+func (c *client) Serve() error {
 	for {
-		line, err := c.readLine()
-		switch {
-		case errors.Is(err, errLineTooLong):
-			c.fail("line too long")
-		case errors.Is(err, io.EOF):
-			return nil
-		case err != nil:
+		if err := c.ServeCommand(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
 			return err
-		default:
-			c.exec(line)
 		}
-		if err := s.FlushIfIdle(); err != nil {
+		if err := c.s.FlushIfIdle(); err != nil {
 			return err
 		}
 	}
 }
+
+// Close has nothing to release.
+func (*client) Close() {}
 
 var errLineTooLong = errors.New("line too long")
 
@@ -149,7 +179,7 @@ func (c *client) discardLine() error {
 
 // Interface guards
 var (
-	_ listeners.Protocol    = (*Protocol)(nil)
-	_ listeners.BusyReplier = (*Protocol)(nil)
-	_ listeners.LineLimiter = (*Protocol)(nil)
+	_ listeners.FramedProtocol = (*Protocol)(nil)
+	_ listeners.BusyReplier    = (*Protocol)(nil)
+	_ listeners.LineLimiter    = (*Protocol)(nil)
 )
