@@ -185,8 +185,7 @@ func (c *conn) binaryCommand(q *request) error {
 	}
 	switch known, valid := requestShape(q.op, len(q.extras), len(q.key), q.valueLen); {
 	case !known:
-		c.binError(q, statusUnknown)
-		return c.swallow(q.valueLen)
+		return c.binRefuse(q, statusUnknown, statusText[statusUnknown])
 	case !valid:
 		c.binError(q, statusInvalid)
 		return errProtocol
@@ -291,8 +290,22 @@ func (c *conn) binPermit(q *request, p auth.Permission) bool {
 	if c.s.Can(p) {
 		return true
 	}
-	c.binMessage(q, statusAuthError, "Permission denied")
+	c.binMessage(q, statusAuthError, msgDenied)
 	return false
+}
+
+// msgDenied is the message of an auth error for a client without the
+// rights.
+const msgDenied = "Permission denied"
+
+// binRefuse swallows the value of a refused request, then answers it with
+// status and msg, as refuse does for text commands.
+func (c *conn) binRefuse(q *request, status uint16, msg string) error {
+	if err := c.swallow(q.valueLen); err != nil {
+		return err
+	}
+	c.binMessage(q, status, msg)
+	return nil
 }
 
 // binGet answers Get, GetK, Touch, GAT, GATK and their quiet variants.
@@ -348,8 +361,8 @@ func (c *conn) binGet(q *request) {
 // variants. A request CAS makes the write conditional.
 func (c *conn) binStore(q *request) error {
 	n := q.valueLen
-	if !c.binPermit(q, auth.PermWrite) {
-		return c.swallow(n)
+	if !c.s.Can(auth.PermWrite) {
+		return c.binRefuse(q, statusAuthError, msgDenied)
 	}
 	var mode store.Mode
 	switch q.op {
@@ -375,8 +388,7 @@ func (c *conn) binStore(q *request) error {
 		if q.op == opSet {
 			c.st.Delete(alias(q.key))
 		}
-		c.binError(q, statusTooLarge)
-		return c.swallow(n)
+		return c.binRefuse(q, statusTooLarge, statusText[statusTooLarge])
 	}
 	var p store.Params
 	if !concat {
@@ -538,12 +550,10 @@ func (c *conn) binSASLAuth(q *request) error {
 	n := q.valueLen
 	switch {
 	case !c.s.AuthRequired():
-		c.binError(q, statusUnknown)
-		return c.swallow(n)
+		return c.binRefuse(q, statusUnknown, statusText[statusUnknown])
 	case q.op == opSASLStep || string(q.key) != saslMechanisms || n > maxAuthPayload:
 		c.m.shared.counters.authErrors.Add(1)
-		c.binError(q, statusAuthError)
-		return c.swallow(n)
+		return c.binRefuse(q, statusAuthError, statusText[statusAuthError])
 	}
 	msg, err := c.readData(n)
 	if err != nil {

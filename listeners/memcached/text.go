@@ -388,11 +388,16 @@ func (c *conn) storage(mode store.Mode, withCAS bool) error {
 	return nil
 }
 
-// refuse replies msg to a storage command and swallows its n-byte data
-// block.
+// refuse swallows the n-byte data block of a refused storage command,
+// then replies msg. As an event loop answers only whole commands, a
+// refusal is answered once the whole command has come, so that a client
+// that goes away in the middle of one gets the same answer either way.
 func (c *conn) refuse(n int, msg string) error {
+	if err := c.swallow(n); err != nil {
+		return err
+	}
 	c.reply(msg)
-	return c.swallow(n)
+	return nil
 }
 
 // chunkOK reports whether a data block ends with its \r\n.
