@@ -26,14 +26,8 @@ func (c *conn) Serve() error {
 }
 
 func (c *conn) serve() error {
-	if c.proto == protoUnknown {
-		first, err := c.r.Peek(1)
-		if err != nil {
-			return endOfInput(err)
-		}
-		if c.proto, err = c.m.protocolOf(first[0]); err != nil {
-			return err
-		}
+	if err := c.chooseProtocol(); err != nil {
+		return endOfInput(err)
 	}
 	for {
 		if err := c.answer(); err != nil {
@@ -51,19 +45,27 @@ func (c *conn) serve() error {
 // ServeCommand answers the command FrameLength measured, which is all
 // buffered; a quit ends the connection with io.EOF.
 func (c *conn) ServeCommand() error {
-	if c.proto == protoUnknown {
-		first, err := c.r.Peek(1)
-		if err != nil {
-			return err
-		}
-		if c.proto, err = c.m.protocolOf(first[0]); err != nil {
-			return err
-		}
+	if err := c.chooseProtocol(); err != nil {
+		return err
 	}
 	err := c.answer()
 	if errors.Is(err, errQuit) {
 		return io.EOF
 	}
+	return err
+}
+
+// chooseProtocol sets the connection's protocol from its first byte, if it
+// is not set yet.
+func (c *conn) chooseProtocol() error {
+	if c.proto != protoUnknown {
+		return nil
+	}
+	first, err := c.r.Peek(1)
+	if err != nil {
+		return err
+	}
+	c.proto, err = c.m.protocolOf(first[0])
 	return err
 }
 
