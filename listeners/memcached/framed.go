@@ -10,10 +10,13 @@ import (
 // A connection as a listeners.FramedConn. FrameLength measures a command
 // without reading it; ServeCommand and Serve answer commands with the same
 // functions (answer, then answerText or answerBinary), so the two only
-// differ in when the replies are flushed. FrameLength returns -1 for every
-// command whose handling is not "read the line or header, then exactly the
-// data block it announces": Serve answers those with the error paths the
-// blocking reads were written for.
+// differ in when the replies are flushed. FrameLength measures a command
+// as its line or header plus the data block it announces, which every
+// command that is answered reads whole (a refused one swallows it before
+// answering). It returns -1 for the rest, which Serve answers with the
+// error paths the blocking reads were written for: a line too long, a
+// malformed or too large length, a binary request that ends the
+// connection.
 
 // Serve answers the connection's commands until the client quits or goes
 // away, flushing the replies whenever the client's input is used up.
