@@ -23,8 +23,7 @@ func (c *conn) textAuth() error {
 	}
 	n := int(size) + 2
 	if size > maxAuthPayload {
-		c.reply("CLIENT_ERROR bad authentication token format\r\n")
-		return c.swallow(n)
+		return c.refuse(n, "CLIENT_ERROR bad authentication token format\r\n")
 	}
 	data, err := c.readData(n)
 	if err != nil {

@@ -1,11 +1,18 @@
 package memcached
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/tagcache/caddy-tagcache/internal/testutil"
+	"github.com/tagcache/caddy-tagcache/listeners"
+	"github.com/tagcache/caddy-tagcache/store"
 )
 
 // The benchmarks run the same client over loopback against a harness
@@ -137,4 +144,64 @@ func BenchmarkPipelinedGets(b *testing.B) {
 	benchEach(b, kv, func(b *testing.B, addr string) {
 		roundTrips(b, addr, req, reply, depth)
 	})
+}
+
+// cyclicReader repeats data forever.
+type cyclicReader struct {
+	data []byte
+	off  int
+}
+
+func (r *cyclicReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c := copy(p[n:], r.data[r.off:])
+		n += c
+		r.off = (r.off + c) % len(r.data)
+	}
+	return n, nil
+}
+
+// BenchmarkServeCommand answers one request over and over as a listener's
+// event loop does (FrameLength, ServeCommand, a flush), in process and
+// without a socket: the allocations are the command's own.
+func BenchmarkServeCommand(b *testing.B) {
+	value := bytes.Repeat([]byte("v"), 32)
+	for _, bc := range []struct{ name, req string }{
+		{"get-hit", "get bench:key\r\n"},
+		{"set-32", fmt.Sprintf("set bench:key 0 0 %d\r\n%s\r\n", len(value), value)},
+		{"mg-hit", "mg bench:key v f\r\n"},
+		{"ms-32", fmt.Sprintf("ms bench:key %d T0\r\n%s\r\n", len(value), value)},
+		{"binary-get-hit", string(binReq{op: opGet, key: []byte("bench:key")}.bytes())},
+		{"binary-set-32", string(binReq{op: opSet, key: []byte("bench:key"), extras: setExtras(0, 0), value: value}.bytes())},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			st, err := store.New(store.Config{SweepInterval: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			st.Set("bench:key", value, store.Params{})
+			m := &Memcached{}
+			m.Provision(caddy.Context{})
+			r := bufio.NewReaderSize(&cyclicReader{data: []byte(bc.req)}, 8192)
+			s := listeners.NewSession(fuzzConn{}, r, bufio.NewWriterSize(io.Discard, 8192), st, testutil.NewApp(st, nil), false)
+			fc := m.NewFramedConn(s)
+			defer fc.Close()
+			b.ReportAllocs()
+			for b.Loop() {
+				if r.Buffered() < len(bc.req) {
+					r.Peek(len(bc.req))
+				}
+				buf, _ := r.Peek(r.Buffered())
+				if n := fc.FrameLength(buf); n != len(bc.req) {
+					b.Fatalf("FrameLength = %d, want %d", n, len(bc.req))
+				}
+				if err := fc.ServeCommand(); err != nil {
+					b.Fatal(err)
+				}
+				s.W.Flush()
+			}
+		})
+	}
 }

@@ -113,19 +113,24 @@ type request struct {
 	valueLen    int
 }
 
-// serveBinary answers binary requests until the client quits or goes away.
-func (c *conn) serveBinary() error {
-	var q request
-	for {
-		err := c.readRequest(&q)
-		if err == nil {
-			err = c.binaryCommand(&q)
-			c.release()
-		}
-		if stop, result := c.next(err); stop {
-			return result
-		}
+// answerBinary reads one binary request and answers it.
+func (c *conn) answerBinary() error {
+	q := &c.req
+	err := c.readRequest(q)
+	if err == nil {
+		err = c.binaryCommand(q)
+		c.release()
 	}
+	return err
+}
+
+// plainOpcode returns the plain opcode of opcode, and whether opcode is its
+// quiet variant.
+func plainOpcode(opcode byte) (op byte, quiet bool) {
+	if op, ok := quietOps[opcode]; ok {
+		return op, true
+	}
+	return opcode, false
 }
 
 // readRequest reads a request header, extras and key.
@@ -142,13 +147,10 @@ func (c *conn) readRequest(q *request) error {
 	}
 	*q = request{
 		opcode: h[1],
-		op:     h[1],
 		opaque: binary.BigEndian.Uint32(h[12:]),
 		cas:    binary.BigEndian.Uint64(h[16:]),
 	}
-	if op, ok := quietOps[q.opcode]; ok {
-		q.op, q.quiet = op, true
-	}
+	q.op, q.quiet = plainOpcode(q.opcode)
 	keyLen, extLen := int(binary.BigEndian.Uint16(h[2:])), int(h[4])
 	bodyLen := int(binary.BigEndian.Uint32(h[8:]))
 	c.r.Discard(headerLen)
@@ -177,82 +179,81 @@ func (c *conn) binaryCommand(q *request) error {
 		c.binError(q, statusInvalid)
 		return errProtocol
 	}
-	switch q.op {
-	case opSASLList, opSASLAuth, opSASLStep, opVersion:
-	default:
-		if c.s.AuthRequired() && !c.s.Authenticated() {
-			c.binError(q, statusAuthError)
-			return errProtocol
-		}
+	if !c.binAllowed(q.op) {
+		c.binError(q, statusAuthError)
+		return errProtocol
 	}
-	ext, key, body := len(q.extras), len(q.key), q.valueLen
-	valid := false
-	switch q.op {
-	case opGet, opGetK:
-		if valid = ext == 0 && key > 0 && body == 0; valid {
-			c.binGet(q)
-		}
-	case opTouch, opGAT, opGATK:
-		if valid = ext == 4 && key > 0 && body == 0; valid {
-			c.binGet(q)
-		}
-	case opSet, opAdd, opReplace:
-		if valid = ext == 8 && key > 0; valid {
-			return c.binStore(q)
-		}
-	case opAppend, opPrepend:
-		if valid = ext == 0 && key > 0; valid {
-			return c.binStore(q)
-		}
-	case opDelete:
-		if valid = ext == 0 && key > 0 && body == 0; valid {
-			c.binDelete(q)
-		}
-	case opIncrement, opDecrement:
-		if valid = ext == 20 && key > 0 && body == 0; valid {
-			c.binArithmetic(q)
-		}
-	case opQuit:
-		if valid = ext == 0 && key == 0 && body == 0; valid {
-			if !q.quiet {
-				c.binHeader(q, statusOK, 0, 0, 0, 0)
-			}
-			return errQuit
-		}
-	case opFlush:
-		if valid = (ext == 0 || ext == 4) && key == 0 && body == 0; valid {
-			c.binFlush(q)
-		}
-	case opNoop:
-		if valid = ext == 0 && key == 0 && body == 0; valid {
-			c.binHeader(q, statusOK, 0, 0, 0, 0)
-		}
-	case opVersion:
-		if valid = ext == 0 && key == 0 && body == 0; valid {
-			c.binHeader(q, statusOK, 0, 0, len(Version), 0)
-			c.w.WriteString(Version)
-		}
-	case opStat:
-		if valid = ext == 0 && body == 0; valid {
-			c.binStats(q)
-		}
-	case opSASLList:
-		if valid = ext == 0 && key == 0 && body == 0; valid {
-			c.binSASLList(q)
-		}
-	case opSASLAuth, opSASLStep:
-		if valid = ext == 0 && key > 0; valid {
-			return c.binSASLAuth(q)
-		}
-	default:
-		c.binError(q, statusUnknown)
-		return c.swallow(body)
-	}
-	if !valid {
+	switch known, valid := requestShape(q.op, len(q.extras), len(q.key), q.valueLen); {
+	case !known:
+		return c.binRefuse(q, statusUnknown, statusText[statusUnknown])
+	case !valid:
 		c.binError(q, statusInvalid)
 		return errProtocol
 	}
+	switch q.op {
+	case opGet, opGetK, opTouch, opGAT, opGATK:
+		c.binGet(q)
+	case opSet, opAdd, opReplace, opAppend, opPrepend:
+		return c.binStore(q)
+	case opDelete:
+		c.binDelete(q)
+	case opIncrement, opDecrement:
+		c.binArithmetic(q)
+	case opQuit:
+		if !q.quiet {
+			c.binHeader(q, statusOK, 0, 0, 0, 0)
+		}
+		return errQuit
+	case opFlush:
+		c.binFlush(q)
+	case opNoop:
+		c.binHeader(q, statusOK, 0, 0, 0, 0)
+	case opVersion:
+		c.binHeader(q, statusOK, 0, 0, len(Version), 0)
+		c.w.WriteString(Version)
+	case opStat:
+		c.binStats(q)
+	case opSASLList:
+		c.binSASLList(q)
+	case opSASLAuth, opSASLStep:
+		return c.binSASLAuth(q)
+	}
 	return nil
+}
+
+// binAllowed reports whether the client may send plain opcode op: before
+// it authenticates, only SASL and Version.
+func (c *conn) binAllowed(op byte) bool {
+	switch op {
+	case opSASLList, opSASLAuth, opSASLStep, opVersion:
+		return true
+	}
+	return !c.s.AuthRequired() || c.s.Authenticated()
+}
+
+// requestShape reports whether plain opcode op is known and, if so,
+// whether a request with ext bytes of extras, a key of key bytes and a
+// value of value bytes is well formed for it.
+func requestShape(op byte, ext, key, value int) (known, valid bool) {
+	switch op {
+	case opGet, opGetK, opDelete:
+		return true, ext == 0 && key > 0 && value == 0
+	case opTouch, opGAT, opGATK:
+		return true, ext == 4 && key > 0 && value == 0
+	case opSet, opAdd, opReplace:
+		return true, ext == 8 && key > 0
+	case opAppend, opPrepend, opSASLAuth, opSASLStep:
+		return true, ext == 0 && key > 0
+	case opIncrement, opDecrement:
+		return true, ext == 20 && key > 0 && value == 0
+	case opQuit, opNoop, opVersion, opSASLList:
+		return true, ext == 0 && key == 0 && value == 0
+	case opFlush:
+		return true, (ext == 0 || ext == 4) && key == 0 && value == 0
+	case opStat:
+		return true, ext == 0 && value == 0
+	}
+	return false, false
 }
 
 // binHeader writes a response header.
@@ -289,8 +290,22 @@ func (c *conn) binPermit(q *request, p auth.Permission) bool {
 	if c.s.Can(p) {
 		return true
 	}
-	c.binMessage(q, statusAuthError, "Permission denied")
+	c.binMessage(q, statusAuthError, msgDenied)
 	return false
+}
+
+// msgDenied is the message of an auth error for a client without the
+// rights.
+const msgDenied = "Permission denied"
+
+// binRefuse swallows the value of a refused request, then answers it with
+// status and msg, as refuse does for text commands.
+func (c *conn) binRefuse(q *request, status uint16, msg string) error {
+	if err := c.swallow(q.valueLen); err != nil {
+		return err
+	}
+	c.binMessage(q, status, msg)
+	return nil
 }
 
 // binGet answers Get, GetK, Touch, GAT, GATK and their quiet variants.
@@ -346,8 +361,8 @@ func (c *conn) binGet(q *request) {
 // variants. A request CAS makes the write conditional.
 func (c *conn) binStore(q *request) error {
 	n := q.valueLen
-	if !c.binPermit(q, auth.PermWrite) {
-		return c.swallow(n)
+	if !c.s.Can(auth.PermWrite) {
+		return c.binRefuse(q, statusAuthError, msgDenied)
 	}
 	var mode store.Mode
 	switch q.op {
@@ -373,8 +388,7 @@ func (c *conn) binStore(q *request) error {
 		if q.op == opSet {
 			c.st.Delete(alias(q.key))
 		}
-		c.binError(q, statusTooLarge)
-		return c.swallow(n)
+		return c.binRefuse(q, statusTooLarge, statusText[statusTooLarge])
 	}
 	var p store.Params
 	if !concat {
@@ -536,12 +550,10 @@ func (c *conn) binSASLAuth(q *request) error {
 	n := q.valueLen
 	switch {
 	case !c.s.AuthRequired():
-		c.binError(q, statusUnknown)
-		return c.swallow(n)
+		return c.binRefuse(q, statusUnknown, statusText[statusUnknown])
 	case q.op == opSASLStep || string(q.key) != saslMechanisms || n > maxAuthPayload:
 		c.m.shared.counters.authErrors.Add(1)
-		c.binError(q, statusAuthError)
-		return c.swallow(n)
+		return c.binRefuse(q, statusAuthError, statusText[statusAuthError])
 	}
 	msg, err := c.readData(n)
 	if err != nil {

@@ -89,29 +89,41 @@ var errBinding = errors.New("memcached: protocol not allowed by the listener's b
 // Serve answers one client connection in the text or the binary protocol,
 // chosen by its first byte (0x80 starts a binary request).
 func (m *Memcached) Serve(s *listeners.Session) error {
+	c := m.NewFramedConn(s)
+	defer c.Close()
+	return c.Serve()
+}
+
+// NewFramedConn returns the state of one client connection, which Serve
+// and a listener's event loops answer.
+func (m *Memcached) NewFramedConn(s *listeners.Session) listeners.FramedConn {
 	cnt := &m.shared.counters
 	cnt.currConns.Add(1)
 	cnt.totalConns.Add(1)
-	defer cnt.currConns.Add(-1)
-	first, err := s.R.Peek(1)
-	if err != nil {
-		return endOfInput(err)
-	}
-	c := &conn{m: m, s: s, r: s.R, w: s.W, st: s.Store}
-	binary := first[0] == magicRequest
-	switch {
-	case binary && m.Binding == bindingASCII, !binary && m.Binding == bindingBinary:
-		return errBinding
-	case binary:
-		err = c.serveBinary()
-	default:
-		err = c.serveText()
-	}
-	if ferr := c.w.Flush(); err == nil {
-		err = endOfInput(ferr)
-	}
-	return err
+	return &conn{m: m, s: s, r: s.R, w: s.W, st: s.Store}
 }
+
+// protocolOf returns the protocol of a connection whose first byte is
+// first, or errBinding if the listener's binding refuses it.
+func (m *Memcached) protocolOf(first byte) (protocol, error) {
+	p := protoText
+	if first == magicRequest {
+		p = protoBinary
+	}
+	if p == protoBinary && m.Binding == bindingASCII || p == protoText && m.Binding == bindingBinary {
+		return protoUnknown, errBinding
+	}
+	return p, nil
+}
+
+// protocol is what a connection speaks.
+type protocol uint8
+
+const (
+	protoUnknown protocol = iota // no byte received yet
+	protoText
+	protoBinary
+)
 
 // conn is the state of one client connection. Its buffers are reused from
 // command to command, so that answering a command allocates nothing.
@@ -122,6 +134,10 @@ type conn struct {
 	w  *bufio.Writer
 	st *store.Store
 
+	// proto is chosen by the connection's first byte.
+	proto protocol
+	// req is the binary request being answered.
+	req request
 	// line holds the current command line; it stays valid while the
 	// command reads its data block.
 	line []byte
@@ -150,24 +166,6 @@ func endOfInput(err error) error {
 		return nil
 	}
 	return err
-}
-
-// next ends a command. It reports whether the connection ends, and Serve's
-// result if so (quit is a clean end); otherwise it flushes the replies once
-// the client's pipelined input is used up.
-func (c *conn) next(err error) (stop bool, result error) {
-	switch {
-	case errors.Is(err, errQuit):
-		return true, nil
-	case err != nil:
-		return true, endOfInput(err)
-	}
-	c.s.CountCommand(c.failed)
-	c.failed = false
-	if err := c.s.FlushIfIdle(); err != nil {
-		return true, err
-	}
-	return false, nil
 }
 
 // maxKeyLength is the longest key accepted: the store's limit, which is
@@ -252,10 +250,11 @@ func (*Memcached) DefaultMaxLineLength(int) int { return defaultMaxLine }
 
 // Interface guards
 var (
-	_ caddy.Provisioner     = (*Memcached)(nil)
-	_ caddy.Validator       = (*Memcached)(nil)
-	_ caddyfile.Unmarshaler = (*Memcached)(nil)
-	_ listeners.Protocol    = (*Memcached)(nil)
-	_ listeners.BusyReplier = (*Memcached)(nil)
-	_ listeners.LineLimiter = (*Memcached)(nil)
+	_ caddy.Provisioner        = (*Memcached)(nil)
+	_ caddy.Validator          = (*Memcached)(nil)
+	_ caddyfile.Unmarshaler    = (*Memcached)(nil)
+	_ listeners.Protocol       = (*Memcached)(nil)
+	_ listeners.FramedProtocol = (*Memcached)(nil)
+	_ listeners.BusyReplier    = (*Memcached)(nil)
+	_ listeners.LineLimiter    = (*Memcached)(nil)
 )

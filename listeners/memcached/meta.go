@@ -319,8 +319,7 @@ func (c *conn) metaSet() error {
 	n := int(vlen) + 2
 	var f metaFlags
 	if msg, _ := c.parseMeta(t[1], t[3:], &f); msg != "" {
-		c.metaError(msg)
-		return c.swallow(n)
+		return c.refuse(n, msg+"\r\n")
 	}
 	var mode store.Mode
 	switch f.mode {
@@ -335,8 +334,7 @@ func (c *conn) metaSet() error {
 	case 'R':
 		mode = store.ModeReplace
 	default:
-		c.metaError("CLIENT_ERROR invalid mode for ms M token")
-		return c.swallow(n)
+		return c.refuse(n, "CLIENT_ERROR invalid mode for ms M token\r\n")
 	}
 	if !c.s.Can(auth.PermWrite) {
 		return c.refuse(n, replyDenied)

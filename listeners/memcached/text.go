@@ -37,29 +37,32 @@ const (
 	replyNonNumeric = "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
 )
 
-// serveText answers text commands until the client quits or goes away.
-func (c *conn) serveText() error {
-	for {
-		line, err := c.readLine()
-		if err != nil {
-			if errors.Is(err, errLineTooLong) {
-				c.w.WriteString("CLIENT_ERROR line too long\r\n")
-				return err
-			}
-			return endOfInput(err)
+// answerText reads one text command and answers it.
+func (c *conn) answerText() error {
+	line, err := c.readLine()
+	if err != nil {
+		if errors.Is(err, errLineTooLong) {
+			c.w.WriteString("CLIENT_ERROR line too long\r\n")
 		}
-		c.tokenize(line)
-		c.noreply = false
-		if c.s.AuthRequired() && !c.s.Authenticated() {
-			err = c.textAuth()
-		} else {
-			err = c.textCommand()
-		}
-		c.release()
-		if stop, result := c.next(err); stop {
-			return result
-		}
+		return err
 	}
+	c.tokenize(line)
+	c.noreply = false
+	if c.s.AuthRequired() && !c.s.Authenticated() {
+		err = c.textAuth()
+	} else {
+		err = c.textCommand()
+	}
+	c.release()
+	return err
+}
+
+// maxLineLength is the longest command line accepted.
+func (c *conn) maxLineLength() int {
+	if max := c.s.Limits.MaxLineLength; max > 0 {
+		return max
+	}
+	return defaultMaxLine
 }
 
 // readLine returns the next command line without its \r\n. It stays valid
@@ -68,10 +71,7 @@ func (c *conn) serveText() error {
 // flushes the replies so far, so a client never waits for a reply the
 // server holds back.
 func (c *conn) readLine() ([]byte, error) {
-	max := c.s.Limits.MaxLineLength
-	if max <= 0 {
-		max = defaultMaxLine
-	}
+	max := c.maxLineLength()
 	c.line = c.line[:0]
 	for {
 		buf, _ := c.r.Peek(c.r.Buffered())
@@ -109,17 +109,21 @@ func (c *conn) readLine() ([]byte, error) {
 // token, which makes it an invalid key).
 func (c *conn) tokenize(line []byte) {
 	c.toks = c.toks[:0]
-	for len(line) > 0 {
-		i := bytes.IndexByte(line, ' ')
-		if i < 0 {
-			c.toks = append(c.toks, line)
-			break
-		}
-		if i > 0 {
-			c.toks = append(c.toks, line[:i])
-		}
-		line = line[i+1:]
+	for tok, rest := cutToken(line); len(tok) > 0; tok, rest = cutToken(rest) {
+		c.toks = append(c.toks, tok)
 	}
+}
+
+// cutToken returns the first space-separated token of line (empty if
+// there is none) and the rest of the line after it.
+func cutToken(line []byte) (tok, rest []byte) {
+	for len(line) > 0 && line[0] == ' ' {
+		line = line[1:]
+	}
+	if i := bytes.IndexByte(line, ' '); i >= 0 {
+		return line[:i], line[i+1:]
+	}
+	return line, nil
 }
 
 // reply writes s unless the command asked for noreply.
@@ -384,11 +388,16 @@ func (c *conn) storage(mode store.Mode, withCAS bool) error {
 	return nil
 }
 
-// refuse replies msg to a storage command and swallows its n-byte data
-// block.
+// refuse swallows the n-byte data block of a refused storage command,
+// then replies msg. As an event loop answers only whole commands, a
+// refusal is answered once the whole command has come, so that a client
+// that goes away in the middle of one gets the same answer either way.
 func (c *conn) refuse(n int, msg string) error {
+	if err := c.swallow(n); err != nil {
+		return err
+	}
 	c.reply(msg)
-	return c.swallow(n)
+	return nil
 }
 
 // chunkOK reports whether a data block ends with its \r\n.

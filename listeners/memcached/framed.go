@@ -1,0 +1,228 @@
+package memcached
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+)
+
+// A connection as a listeners.FramedConn. FrameLength measures a command
+// without reading it; ServeCommand and Serve answer commands with the same
+// functions (answer, then answerText or answerBinary), so the two only
+// differ in when the replies are flushed. FrameLength measures a command
+// as its line or header plus the data block it announces, which every
+// command that is answered reads whole (a refused one swallows it before
+// answering). It returns -1 for the rest, which Serve answers with the
+// error paths the blocking reads were written for: a line too long, a
+// malformed or too large length, a binary request that ends the
+// connection.
+
+// Serve answers the connection's commands until the client quits or goes
+// away, flushing the replies whenever the client's input is used up.
+func (c *conn) Serve() error {
+	err := c.serve()
+	if ferr := c.w.Flush(); err == nil {
+		err = endOfInput(ferr)
+	}
+	return err
+}
+
+func (c *conn) serve() error {
+	if err := c.chooseProtocol(); err != nil {
+		return endOfInput(err)
+	}
+	for {
+		if err := c.answer(); err != nil {
+			if errors.Is(err, errQuit) {
+				return nil
+			}
+			return endOfInput(err)
+		}
+		if err := c.s.FlushIfIdle(); err != nil {
+			return err
+		}
+	}
+}
+
+// ServeCommand answers the command FrameLength measured, which is all
+// buffered; a quit ends the connection with io.EOF.
+func (c *conn) ServeCommand() error {
+	if err := c.chooseProtocol(); err != nil {
+		return err
+	}
+	err := c.answer()
+	if errors.Is(err, errQuit) {
+		return io.EOF
+	}
+	return err
+}
+
+// chooseProtocol sets the connection's protocol from its first byte, if it
+// is not set yet.
+func (c *conn) chooseProtocol() error {
+	if c.proto != protoUnknown {
+		return nil
+	}
+	first, err := c.r.Peek(1)
+	if err != nil {
+		return err
+	}
+	c.proto, err = c.m.protocolOf(first[0])
+	return err
+}
+
+// answer reads one command and answers it, counting it for the listener's
+// stats unless it ended the connection.
+func (c *conn) answer() error {
+	var err error
+	if c.proto == protoBinary {
+		err = c.answerBinary()
+	} else {
+		err = c.answerText()
+	}
+	if err == nil {
+		c.s.CountCommand(c.failed)
+	}
+	c.failed = false
+	return err
+}
+
+// Close ends the connection's count.
+func (c *conn) Close() {
+	c.m.shared.counters.currConns.Add(-1)
+}
+
+// FrameLength measures the command at the start of buf as answerText or
+// answerBinary will read it.
+func (c *conn) FrameLength(buf []byte) int {
+	p := c.proto
+	if p == protoUnknown {
+		var err error
+		if p, err = c.m.protocolOf(buf[0]); err != nil {
+			return -1
+		}
+	}
+	if p == protoBinary {
+		return c.frameBinary(buf)
+	}
+	return c.frameText(buf)
+}
+
+// frameText measures a text command: its line, and the data block that
+// follows the line of a storage command.
+func (c *conn) frameText(buf []byte) int {
+	max := c.maxLineLength()
+	i := bytes.IndexByte(buf, '\n')
+	if i < 0 {
+		if len(buf) > max+1 {
+			return -1 // readLine refuses it before the newline comes
+		}
+		return 0
+	}
+	line := buf[:i]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	if len(line) > max {
+		return -1
+	}
+	data := c.dataLength(line)
+	if data < 0 {
+		return -1
+	}
+	return i + 1 + data
+}
+
+// maxStorageTokens is the most tokens a storage command line has: cas
+// <key> <flags> <exptime> <bytes> <cas unique> [tags=...] [noreply].
+const maxStorageTokens = 8
+
+// dataLength returns the length of the data block, \r\n included, that
+// follows a text command line: 0 for a command without one, -1 if the
+// command announces one but is refused before it is read (a malformed or
+// too large length, a wrong number of tokens), or is an auth token larger
+// than the limit.
+func (c *conn) dataLength(line []byte) int {
+	// The first tokens, as tokenize splits them; n stops counting one past
+	// the array.
+	var t [maxStorageTokens][]byte
+	n := 0
+	for tok, rest := cutToken(line); len(tok) > 0 && n <= len(t); tok, rest = cutToken(rest) {
+		if n < len(t) {
+			t[n] = tok
+		}
+		n++
+	}
+	if n == 0 {
+		return 0
+	}
+	if c.s.AuthRequired() && !c.s.Authenticated() {
+		// As textAuth.
+		if n < 5 || string(t[0]) != "set" {
+			return 0
+		}
+		size, ok := parseUint32(t[4])
+		switch {
+		case !ok:
+			return 0
+		case size > maxAuthPayload:
+			return -1
+		}
+		return int(size) + 2
+	}
+	// As storage and metaSet: the token that holds the length, and the
+	// allowed numbers of tokens.
+	var lenTok, minToks, maxToks int
+	switch string(t[0]) {
+	case "set", "add", "replace", "append", "prepend":
+		lenTok, minToks, maxToks = 4, 5, 7
+	case "cas":
+		lenTok, minToks, maxToks = 4, 6, 8
+	case "ms":
+		lenTok, minToks, maxToks = 2, 3, n
+	default:
+		return 0
+	}
+	if n < minToks || n > maxToks {
+		return -1
+	}
+	vlen, ok := parseInt32(t[lenTok])
+	if !ok || vlen < 0 || int(vlen) > c.maxValueSize() {
+		return -1
+	}
+	return int(vlen) + 2
+}
+
+// frameBinary measures a binary request: its header and body.
+func (c *conn) frameBinary(buf []byte) int {
+	if buf[0] != magicRequest {
+		return -1
+	}
+	if len(buf) < headerLen {
+		return 0
+	}
+	op, _ := plainOpcode(buf[1])
+	keyLen, extLen := int(binary.BigEndian.Uint16(buf[2:])), int(buf[4])
+	bodyLen := int(binary.BigEndian.Uint32(buf[8:]))
+	value := bodyLen - extLen - keyLen
+	if value < 0 || keyLen > c.maxKeyLength() || !c.binAllowed(op) {
+		return -1 // answered with an error that ends the connection
+	}
+	known, valid := requestShape(op, extLen, keyLen, value)
+	switch {
+	case !known:
+		// Answered with an error; the body is skipped.
+	case !valid:
+		return -1
+	case op == opSet || op == opAdd || op == opReplace || op == opAppend || op == opPrepend:
+		if value > c.maxValueSize() {
+			return -1
+		}
+	case op == opSASLAuth || op == opSASLStep:
+		if value > maxAuthPayload {
+			return -1
+		}
+	}
+	return headerLen + bodyLen
+}
