@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -375,6 +376,20 @@ func (l *Listener) serveHandedOff(lc *loopConn, c *conn, cause error) {
 	logEnd(s, err)
 }
 
+// rawIO is read(2) or write(2) on a non-blocking socket, without telling
+// the Go scheduler about a system call that cannot block: that saves the
+// scheduler's bookkeeping on every request.
+func rawIO(trap uintptr, fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
 // fdCloser closes a file descriptor.
 type fdCloser int
 
@@ -403,7 +418,7 @@ func (lc *loopConn) Read(p []byte) (int, error) {
 		return c.Read(p)
 	}
 	for {
-		n, err := unix.Read(lc.fd, p)
+		n, err := rawIO(unix.SYS_READ, lc.fd, p)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -431,7 +446,7 @@ func (lc *loopConn) Write(p []byte) (int, error) {
 	}
 	written := 0
 	for written < len(p) {
-		n, err := unix.Write(lc.fd, p[written:])
+		n, err := rawIO(unix.SYS_WRITE, lc.fd, p[written:])
 		switch {
 		case err == unix.EINTR:
 			continue
