@@ -66,8 +66,6 @@ type conn struct {
 	hooks  []*store.Store
 	hooked bool
 	quit   bool
-	// scratch formats numbers that are written to the store.
-	scratch [24]byte
 }
 
 func newConn(s *listeners.Session) *conn {
