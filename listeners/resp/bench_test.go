@@ -27,11 +27,11 @@ func benchServe(b *testing.B, cmd string, setup func(*store.Store)) {
 	input := bytes.Repeat([]byte(cmd), b.N)
 	s := listeners.NewSession(nil, bufio.NewReaderSize(bytes.NewReader(input), 16<<10), bufio.NewWriterSize(io.Discard, 16<<10), st, app, false)
 	c := newConn(s)
-	defer c.close()
+	defer c.Close()
 	b.SetBytes(int64(len(cmd)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	if err := c.serve(); err != nil {
+	if err := c.Serve(); err != nil {
 		b.Fatal(err)
 	}
 }
