@@ -209,7 +209,7 @@ func (b *broker) publish(channel, msg string) int {
 // subscribeReply writes a (un)subscription confirmation: a push in RESP3.
 func (c *conn) subscribeReply(kind string, name []byte, isNull bool) {
 	if c.w.resp3 {
-		c.w.write(appendPrefixed(c.w.w.AvailableBuffer(), '>', 3))
+		c.w.write(appendPrefixed(c.w.free(headerRoom), '>', 3))
 	} else {
 		c.w.array(3)
 	}
