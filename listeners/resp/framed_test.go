@@ -27,13 +27,19 @@ import (
 // expiry is the same in every run of a session.
 const framedClock = 1_700_000_000_000
 
-// aliceHash is the hash of alice's password, alicepw, made once.
-var aliceHash = sync.OnceValue(func() string {
+// framedUsers has the user alice, password alicepw. It is made once: it
+// remembers the credentials it verified, which spares the runs of a
+// session the bcrypt work.
+var framedUsers = sync.OnceValue(func() *auth.Users {
 	h, err := bcrypt.GenerateFromPassword([]byte("alicepw"), bcrypt.MinCost)
 	if err != nil {
 		panic(err)
 	}
-	return string(h)
+	users, err := auth.NewUsers(auth.Config{Users: []auth.UserConfig{{Username: "alice", Password: string(h)}}})
+	if err != nil {
+		panic(err)
+	}
+	return users
 })
 
 // framedApp returns a fresh app with the stores "default" and "other" and
@@ -42,17 +48,14 @@ func framedApp(t testing.TB) *fakeApp {
 	t.Helper()
 	app := &fakeApp{stores: map[string]*store.Store{}}
 	for _, name := range []string{"default", "other"} {
-		st, err := store.New(store.Config{SweepInterval: -1, Now: func() int64 { return framedClock }})
+		// One shard: a fuzzed session makes eleven apps.
+		st, err := store.New(store.Config{Shards: 1, SweepInterval: -1, Now: func() int64 { return framedClock }})
 		if err != nil {
 			t.Fatal(err)
 		}
 		app.stores[name] = st
 	}
-	users, err := auth.NewUsers(auth.Config{Users: []auth.UserConfig{{Username: "alice", Password: aliceHash()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	app.users = users
+	app.users = framedUsers()
 	return app
 }
 
