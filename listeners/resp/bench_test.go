@@ -132,9 +132,9 @@ func BenchmarkServeCommandSet(b *testing.B) {
 
 func BenchmarkServeCommandIncr(b *testing.B) { benchServeCommand(b, encode("INCR", "counter"), nil) }
 
-// TestServeCommandAllocs checks that answering GET, SET and INCR from an
-// event loop allocates nothing but what the store itself allocates for a
-// write (the new entry's key and value).
+// TestServeCommandAllocs checks that answering GET, SET, INCR and an
+// inline PING from an event loop allocates nothing but what the store
+// itself allocates for a write (the new entry's key and value).
 func TestServeCommandAllocs(t *testing.T) {
 	st, err := store.New(store.Config{SweepInterval: -1})
 	if err != nil {
@@ -152,6 +152,7 @@ func TestServeCommandAllocs(t *testing.T) {
 		{encode("GET", benchKey), setBenchKey, 0},
 		{encode("SET", benchKey, benchValue32), nil, storeSet},
 		{encode("INCR", "counter"), nil, storeIncr},
+		{"PING\r\n", nil, 0},
 	} {
 		f := newFramedBench(t, tc.cmd, tc.setup)
 		// Counted one command at a time: AllocsPerRun rounds the

@@ -79,8 +79,30 @@ func (c addrConn) RemoteAddr() net.Addr { return c.addr }
 func (c addrConn) LocalAddr() net.Addr  { return c.addr }
 
 // framedRun is what one run of a session left: the bytes written to the
-// client and the stores' contents.
-type framedRun struct{ out, stores string }
+// client and the stores' contents, and how the event loop's way went: the
+// commands answered by ServeCommand, and whether Serve took over.
+type framedRun struct {
+	out, stores string
+	commands    int
+	handedOver  bool
+}
+
+// loopConn counts what framedtest.Drive does with a connection.
+type loopConn struct {
+	listeners.FramedConn
+	commands   int
+	handedOver bool
+}
+
+func (l *loopConn) ServeCommand() error {
+	l.commands++
+	return l.FramedConn.ServeCommand()
+}
+
+func (l *loopConn) Serve() error {
+	l.handedOver = true
+	return l.FramedConn.Serve()
+}
 
 // runSession answers input on a connection of a fresh app, with a reader
 // buffer of bufSize bytes: by Serve on the whole input if chunk is 0,
@@ -103,11 +125,12 @@ func runSession(t testing.TB, input []byte, authRequired bool, bufSize, chunk in
 	}
 	s := listeners.NewSession(newAddrConn(), bufio.NewReaderSize(r, bufSize), w, app.stores["default"], app, authRequired)
 	c := new(Protocol).NewFramedConn(s).(*conn)
+	loop := &loopConn{FramedConn: c}
 	var err error
 	if chunk == 0 {
 		err = c.Serve()
 	} else {
-		err = framedtest.Drive(t, c, s, feed, chunk)
+		err = framedtest.Drive(t, loop, s, feed, chunk)
 	}
 	c.Close()
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -118,7 +141,7 @@ func runSession(t testing.TB, input []byte, authRequired bool, bufSize, chunk in
 	}
 	// HELLO tells the client its ID, which differs from run to run.
 	id := "$2\r\nid\r\n:" + strconv.FormatUint(c.client.id, 10) + "\r\n"
-	return framedRun{strings.ReplaceAll(out.String(), id, "$2\r\nid\r\n:ID\r\n"), dumpStores(app)}
+	return framedRun{strings.ReplaceAll(out.String(), id, "$2\r\nid\r\n:ID\r\n"), dumpStores(app), loop.commands, loop.handedOver}
 }
 
 // dumpStores lists every entry of the app's stores.
@@ -141,9 +164,11 @@ func dumpStores(app *fakeApp) string {
 // checkFramed checks that answering input as the event loops do, in
 // pieces of several sizes and with a reader buffer small enough for the
 // hand-over to Serve, writes what Serve writes and leaves the same data.
-func checkFramed(t *testing.T, input []byte, authRequired bool) {
+// It returns the runs.
+func checkFramed(t *testing.T, input []byte, authRequired bool) []framedRun {
 	t.Helper()
 	want := runSession(t, input, authRequired, 8<<10, 0)
+	var runs []framedRun
 	for _, bufSize := range []int{8 << 10, 256} {
 		for _, chunk := range []int{1, 7, 64, 4096, max(len(input), 1)} {
 			got := runSession(t, input, authRequired, bufSize, chunk)
@@ -153,16 +178,20 @@ func checkFramed(t *testing.T, input []byte, authRequired bool) {
 			if got.stores != want.stores {
 				t.Fatalf("chunk %d, buffer %d: stores differ from Serve's\n got %.2000q\nwant %.2000q", chunk, bufSize, got.stores, want.stores)
 			}
+			runs = append(runs, got)
 		}
 	}
+	return runs
 }
 
 // framedSession is a client's input and whether the listener requires
-// auth.
+// auth. A framed session is answered by ServeCommand alone, without a
+// hand-over to Serve.
 type framedSession struct {
 	name         string
 	input        string
 	authRequired bool
+	framed       bool
 }
 
 // encodeLines encodes each line as a RESP array of its space-separated words.
@@ -185,7 +214,7 @@ func framedSessions() []framedSession {
 		pipelined.WriteString(encode("INCR", "key:"+strconv.Itoa(i)))
 	}
 	return []framedSession{
-		{name: "strings", input: encodeLines(
+		{name: "strings", framed: true, input: encodeLines(
 			"SET a 1", "GET a", "GET missing", "SET b hello EX 100", "GETSET a 2", "GETDEL a", "GETDEL a",
 			"APPEND ap hello", "APPEND ap world", "STRLEN ap", "GETRANGE ap 0 4", "SUBSTR ap -3 -1",
 			"SETRANGE sr 3 hi", "GET sr", "MSET x 1 y 2", "MGET x y z", "MSETNX x 1 w 2", "MSETNX v 1 w 2",
@@ -194,20 +223,20 @@ func framedSessions() []framedSession {
 			"INCRBYFLOAT f 1.5", "INCRBYFLOAT f 0.25", "SET tg v TAGS t3 t4", "SETTAG tk v t1 t2",
 			"TAGCOUNT t1", "TAGINFO t3", "TAGDEL t4", "INVALIDATE t1 t3", "EXISTS tk tg",
 		)},
-		{name: "counters", input: encodeLines(
+		{name: "counters", framed: true, input: encodeLines(
 			"INCR c", "INCRBY c 10", "DECR c", "DECRBY c 5", "INCRBY c abc", "SET notnum abc", "INCR notnum",
 			"SET big 9223372036854775807", "INCR big", "SET small -9223372036854775808", "DECR small",
 			"SET lz 007", "INCR lz", "SET plus +1", "INCR plus", "SET neg -0", "INCR neg",
 			"DECRBY c -9223372036854775808", "SET e 5 EX 100", "INCR e", "APPEND e 1",
 		)},
-		{name: "keys", input: encodeLines(
+		{name: "keys", framed: true, input: encodeLines(
 			"SET k1 a", "SET k2 b EX 100", "EXISTS k1 k2 k3", "TTL k2", "PTTL k1", "EXPIRE k1 100 NX",
 			"EXPIRE k1 50 GT", "EXPIRETIME k1", "PEXPIRETIME k2", "PERSIST k1", "TTL k1", "TYPE k1", "TYPE nope",
 			"RENAME k1 k3", "RENAMENX k3 k2", "COPY k3 k4", "COPY k3 k5 DB 1", "TOUCH k3 k4 nope",
 			"PEXPIREAT k4 1", "EXISTS k4", "DEL k3 nope", "UNLINK k2", "DBSIZE", "SELECT 1", "GET k5",
 			"SET o1 x", "DBSIZE", "SELECT other", "FLUSHDB", "SELECT 0", "SELECT 9", "NAMESPACES", "SET z 1",
 		)},
-		{name: "transactions", input: encodeLines(
+		{name: "transactions", framed: true, input: encodeLines(
 			"MULTI", "SET t 1", "INCR t", "GET t", "EXEC",
 			"MULTI", "BADCMD", "SET t 2", "EXEC", "GET t",
 			"MULTI", "MULTI", "DISCARD", "DISCARD", "EXEC",
@@ -215,12 +244,12 @@ func framedSessions() []framedSession {
 			"WATCH w u", "UNWATCH", "MULTI", "SET w 2", "GET w", "EXEC",
 			"WATCH w", "MULTI", "WATCH x", "INCR w", "EXEC",
 		)},
-		{name: "hello", input: encodeLines(
+		{name: "hello", framed: true, input: encodeLines(
 			"HELLO 3", "GET missing", "MGET a b", "SET a 1", "HELLO", "HELLO 4", "HELLO x",
 			"CLIENT SETNAME conn1", "CLIENT GETNAME", "HELLO 2 SETNAME conn2", "CLIENT GETNAME",
 			"HELLO 3 BOGUS", "CONFIG GET max*", "PING", "PING hi", "ECHO x", "DBSIZE", "RESET", "GET missing",
 		)},
-		{name: "auth required", authRequired: true, input: encodeLines(
+		{name: "auth required", framed: true, authRequired: true, input: encodeLines(
 			"GET a", "PING", "HELLO 3", "AUTH alice wrong", "AUTH wrongpw", "AUTH alice alicepw",
 			"SET a 1", "GET a", "RESET", "GET a", "HELLO 3 AUTH alice alicepw", "GET a", "GET missing",
 		)},
@@ -231,21 +260,21 @@ func framedSessions() []framedSession {
 			encode("SET", "k", big(17<<10)) + encodeLines("STRLEN k", "MSET a 1 b 2 c 3 d 4 e 5 f 6", "MGET a f")},
 		{name: "inline", input: "PING\r\nSET il value\r\nGET il\n  \r\n\r\nECHO hi\r\n" +
 			"SET q \"quoted \\x41 value\"\r\nGET q\r\nSET s 'single'\r\n\tGET s \t\r\nPING\r\n"},
-		{name: "errors", input: encodeLines(
+		{name: "errors", framed: true, input: encodeLines(
 			"NOSUCH a b", "GET", "SET k", "SET k v EX abc", "SET k v EX 0", "SET k v BOGUS", "SET k v NX XX",
 			"HSET h f v", "LPUSH l a", "CLIENT NOSUCH", "CONFIG SET maxmemory", "SELECT x", "GETRANGE k a b",
 			"INCRBYFLOAT f inf", "EXPIRE k abc", "FLUSHALL BOGUS", "PING a b", "WATCH", "ECHO",
 		) + "unknown inline command\r\n" + encodeLines("PING")},
-		{name: "pipelined", input: pipelined.String()},
-		{name: "large values", input: encode("SET", "a", big(8150)) + encode("SET", "b", big(8170)) +
+		{name: "pipelined", framed: true, input: pipelined.String()},
+		{name: "large values", input: "PING\r\n" + encode("SET", "a", big(8150)) + encodeLines("GET a", "STRLEN a") + encode("SET", "b", big(8170)) +
 			encode("SET", "c", big(8192)) + encode("SET", "d", big(20000)) + encodeLines("GET a") +
 			encode("MSET", "e", big(3000), "f", big(6000)) + encodeLines("GET b", "GET c", "STRLEN d", "APPEND a xyz", "MGET e f", "PING")},
-		{name: "quit", input: encodeLines("SET q 1", "QUIT", "SET q 2")},
-		{name: "quit inline", input: "SET q 1\r\nquit\r\nSET q 2\r\n"},
-		{name: "flushall", input: encodeLines("SET a 1", "SELECT 1", "SET b 2", "FLUSHALL", "DBSIZE", "SELECT 0", "DBSIZE")},
-		{name: "empty requests", input: "*0\r\n*-1\r\n\r\n" + encodeLines("PING") + "*0\r\n"},
-		{name: "bare LF", input: "*1\n$4\nPING\r\n*2\r\n$3\nGET\r\n$1\nk\r\n"},
-		{name: "wrong terminator", input: "*1\r\n$4\r\nPINGxy" + encodeLines("SET a 1")},
+		{name: "quit", framed: true, input: encodeLines("SET q 1", "QUIT", "SET q 2")},
+		{name: "quit inline", framed: true, input: "SET q 1\r\nquit\r\nSET q 2\r\n"},
+		{name: "flushall", framed: true, input: encodeLines("SET a 1", "SELECT 1", "SET b 2", "FLUSHALL", "DBSIZE", "SELECT 0", "DBSIZE")},
+		{name: "empty requests", framed: true, input: "*0\r\n*-1\r\n\r\n" + encodeLines("PING") + "*0\r\n"},
+		{name: "bare LF", framed: true, input: "*1\n$4\nPING\r\n*2\r\n$3\nGET\r\n$1\nk\r\n"},
+		{name: "wrong terminator", input: "PING\r\n*1\r\n$4\r\nPINGxy" + encodeLines("SET a 1")},
 		{name: "protocol error", input: encodeLines("SET a 1") + "*2\r\n$3\r\nGET\r\n:1\r\n" + encodeLines("SET a 2")},
 		{name: "bad count", input: encodeLines("PING") + "*x\r\n" + encodeLines("PING")},
 		{name: "huge count", input: encodeLines("PING") + "*1048577\r\n" + encodeLines("PING")},
@@ -253,7 +282,7 @@ func framedSessions() []framedSession {
 		{name: "bulk too big", input: encodeLines("PING") + "*2\r\n$3\r\nGET\r\n$99999999999\r\n"},
 		{name: "unbalanced quotes", input: "PING\r\nECHO \"a\r\nPING\r\n"},
 		{name: "long inline", input: "PING\r\n" + big(70<<10) + "\r\nPING\r\n"},
-		{name: "long header", input: "*1\r\n$" + strings.Repeat("1", 70<<10) + "\r\nPING\r\n"},
+		{name: "long header", input: "PING\r\n*1\r\n$" + strings.Repeat("1", 70<<10) + "\r\nPING\r\n"},
 		{name: "garbage", input: "\x00\xff\xfe junk\r\n$3\r\nfoo\r\n:1\r\n+OK\r\n" + encodeLines("PING") + "*1\r\n*1\r\n$4\r\nPING\r\n"},
 		{name: "truncated", input: encodeLines("SET a 1") + "*2\r\n$3\r\nGET\r\n$1\r\n"},
 		{name: "truncated value", input: encodeLines("SET a 1") + "*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$100\r\nabc"},
@@ -266,7 +295,12 @@ func framedSessions() []framedSession {
 func TestFramedEquivalence(t *testing.T) {
 	for _, sess := range framedSessions() {
 		t.Run(sess.name, func(t *testing.T) {
-			checkFramed(t, []byte(sess.input), sess.authRequired)
+			for _, run := range checkFramed(t, []byte(sess.input), sess.authRequired) {
+				// Every session starts with a command the loop answers.
+				if run.commands == 0 || sess.framed && run.handedOver {
+					t.Fatalf("ServeCommand answered %d commands, hand-over to Serve: %v", run.commands, run.handedOver)
+				}
+			}
 		})
 	}
 }
