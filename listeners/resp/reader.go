@@ -263,17 +263,17 @@ func (p *reader) frameLength(buf []byte) int {
 	return pos
 }
 
-// frameLine finds the line at buf[start:] as readLine reads it, and
-// returns it without its line end and the offset after it, or instead of
-// an offset 0 if the line is not complete and -1 if it is longer than
-// maxLine.
+// frameLine finds the line that starts at buf[start] as readLine reads
+// it. It returns the line without its line end and the offset after it;
+// the offset is 0 if the line is not complete yet and -1 if it is longer
+// than maxLine.
 func (p *reader) frameLine(buf []byte, start int) ([]byte, int) {
 	if start >= len(buf) {
 		return nil, 0
 	}
 	i := bytes.IndexByte(buf[start:], '\n')
 	if i < 0 {
-		// All of it is the line, but for a CR before the LF to come.
+		// Too long already, unless its last byte is a CR before the LF.
 		if len(buf)-start-1 > p.maxLine {
 			return nil, -1
 		}

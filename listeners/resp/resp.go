@@ -3,7 +3,8 @@
 // work against them: strings, counters, keys and expiry, tags, pub/sub
 // (with invalidation events from every front) and transactions. It is the
 // tagcache.listeners.resp module; the listener framework accepts the
-// connections and hands each to Serve.
+// connections and serves each from its event loops (FrameLength and
+// ServeCommand) or by Serve.
 package resp
 
 import (
