@@ -34,7 +34,9 @@ const maxPending = 32 << 20
 // subscriber is the pub/sub side of a connection. Publishers append
 // encoded messages to pending, from any goroutine; the connection's
 // delivery goroutine, or the connection itself before its next reply,
-// writes them out.
+// writes them out. The delivery goroutine runs once the connection is
+// served by Serve (see startDelivery): an event loop that answered the
+// subscribing command hands the connection over first.
 type subscriber struct {
 	c *conn
 	// channels and patterns are changed by the connection under hub.mu.
@@ -45,13 +47,13 @@ type subscriber struct {
 	pending []byte
 	spare   []byte // the other of the two buffers pending swaps with
 	closed  bool
+	started bool // the delivery goroutine runs
 	wake    chan struct{}
 	stop    chan struct{}
 	stopped chan struct{}
 }
 
-// subscriberOf returns the connection's subscriber, starting its delivery
-// goroutine on first use.
+// subscriberOf returns the connection's subscriber, made on first use.
 func (c *conn) subscriberOf() *subscriber {
 	if c.sub == nil {
 		c.sub = &subscriber{
@@ -63,10 +65,19 @@ func (c *conn) subscriberOf() *subscriber {
 			stopped:  make(chan struct{}),
 		}
 		c.sub.resp3.Store(c.w.resp3)
-		go c.sub.deliverLoop()
+		c.startDelivery()
 		c.acquireHooks()
 	}
 	return c.sub
+}
+
+// startDelivery starts the subscriber's delivery goroutine, if the
+// connection has a subscriber and is served by Serve.
+func (c *conn) startDelivery() {
+	if c.sub != nil && c.blocking && !c.sub.started {
+		c.sub.started = true
+		go c.sub.deliverLoop()
+	}
 }
 
 // subscriptions returns the connection's channel and pattern count.
@@ -155,12 +166,18 @@ func (s *subscriber) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	if !s.started {
+		return
+	}
 	close(s.stop)
 	select {
 	case <-s.stopped:
 	case <-time.After(100 * time.Millisecond):
 		// A delivery blocked on a client that does not read gives up.
+		// The connection is ending: closing it also ends a write that
+		// the deadline cannot reach.
 		s.c.s.Conn.SetWriteDeadline(time.Now())
+		s.c.s.Conn.Close()
 		<-s.stopped
 	}
 }
@@ -192,7 +209,7 @@ func (b *broker) publish(channel, msg string) int {
 // subscribeReply writes a (un)subscription confirmation: a push in RESP3.
 func (c *conn) subscribeReply(kind string, name []byte, isNull bool) {
 	if c.w.resp3 {
-		c.w.write(appendPrefixed(c.w.w.AvailableBuffer(), '>', 3))
+		c.w.write(appendPrefixed(c.w.free(headerRoom), '>', 3))
 	} else {
 		c.w.array(3)
 	}
@@ -208,6 +225,9 @@ func (c *conn) subscribeReply(kind string, name []byte, isNull bool) {
 // changeSubscription adds or removes name in the connection's set and the
 // broker's table (patterns selects which).
 func (c *conn) changeSubscription(name string, patterns, add bool) {
+	if !add && c.sub == nil {
+		return // nothing to leave, and no subscriber needed
+	}
 	s := c.subscriberOf()
 	own, table := s.channels, hub.channels
 	if patterns {

@@ -2,6 +2,7 @@ package resp
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"math"
@@ -58,31 +59,27 @@ func newReader(r *bufio.Reader, maxLine, maxBulk int, unauthenticated func() boo
 	return &reader{r: r, maxLine: maxLine, maxBulk: maxBulk, maxCommand: maxCommand, unauthenticated: unauthenticated}
 }
 
-// read returns the next command's arguments. Empty inline lines and empty
-// arrays are skipped, as Redis does. A malformed request is a
+// read returns the arguments of the next request, none for an empty
+// inline line or array, which Redis skips. A malformed request is a
 // protocolError; other errors come from the connection.
 func (p *reader) read() ([][]byte, error) {
 	if cap(p.buf) > keepArgBufferBytes {
 		p.buf = nil // an idle connection keeps no large value
 	}
-	for {
-		first, err := p.r.Peek(1)
-		if err != nil {
-			return nil, err
-		}
-		var n int
-		if first[0] == '*' {
-			n, err = p.readArray()
-		} else {
-			n, err = p.readInline()
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n > 0 {
-			return p.args(), nil
-		}
+	first, err := p.r.Peek(1)
+	if err != nil {
+		return nil, err
 	}
+	var n int
+	if first[0] == '*' {
+		n, err = p.readArray()
+	} else {
+		n, err = p.readInline()
+	}
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	return p.args(), nil
 }
 
 // args turns the spans into slices of buf; buf may have moved while the
@@ -211,6 +208,85 @@ func (p *reader) readInline() (int, error) {
 		return 0, err
 	}
 	return len(p.spans), nil
+}
+
+// frameLength measures the request at the start of buf as read would
+// read it, without reading: the contract is listeners.FramedConn's
+// FrameLength. It returns -1 for every request that read would not just
+// return (anything malformed or over a limit, so that the blocking path
+// answers it with the reader's protocol error) and for inline commands
+// with quotes, which only splitArgs can check.
+func (p *reader) frameLength(buf []byte) int {
+	if buf[0] != '*' {
+		line, end := p.frameLine(buf, 0)
+		if end > 0 && bytes.IndexAny(line, `"'`) >= 0 {
+			return -1
+		}
+		return end
+	}
+	line, pos := p.frameLine(buf, 0)
+	if pos <= 0 {
+		return pos
+	}
+	n, ok := parseInt(line[1:])
+	unauth := p.unauthenticated()
+	switch {
+	case !ok || n > maxArgs || unauth && n > unauthMaxArgs:
+		return -1
+	case n <= 0:
+		return pos
+	}
+	data := 0 // the arguments' bytes, which maxCommand bounds
+	for range n {
+		line, next := p.frameLine(buf, pos)
+		if next <= 0 {
+			return next
+		}
+		if len(line) == 0 || line[0] != '$' {
+			return -1
+		}
+		size, ok := parseInt(line[1:])
+		if !ok || size < 0 || size > int64(p.maxBulk) || unauth && size > unauthMaxBulk ||
+			data+int(size) > p.maxCommand {
+			return -1
+		}
+		data += int(size)
+		pos = next + int(size) + 2
+		// The reader skips the two bytes after the data unchecked;
+		// anything but CRLF there is left to it.
+		for i := pos - 2; i < min(pos, len(buf)); i++ {
+			if buf[i] != "\r\n"[i-(pos-2)] {
+				return -1
+			}
+		}
+	}
+	return pos
+}
+
+// frameLine finds the line that starts at buf[start] as readLine reads
+// it. It returns the line without its line end and the offset after it;
+// the offset is 0 if the line is not complete yet and -1 if it is longer
+// than maxLine.
+func (p *reader) frameLine(buf []byte, start int) ([]byte, int) {
+	if start >= len(buf) {
+		return nil, 0
+	}
+	i := bytes.IndexByte(buf[start:], '\n')
+	if i < 0 {
+		// Too long already, unless its last byte is a CR before the LF.
+		if len(buf)-start-1 > p.maxLine {
+			return nil, -1
+		}
+		return nil, 0
+	}
+	line := buf[start : start+i]
+	if len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
+	if len(line) > p.maxLine {
+		return nil, -1
+	}
+	return line, start + i + 1
 }
 
 // splitArgs splits an inline command line as Redis's sdssplitargs does:

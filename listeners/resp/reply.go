@@ -9,8 +9,8 @@ import (
 // connection's protocol version: RESP3 has its own null, map, set, push and
 // verbatim types, which RESP2 spells as arrays and bulk strings.
 //
-// Each method encodes into the writer's free buffer (AvailableBuffer), so a
-// reply costs no allocation.
+// Each method encodes into the writer's free buffer (free), so a reply
+// costs no allocation.
 type writer struct {
 	w     *bufio.Writer
 	resp3 bool
@@ -21,25 +21,45 @@ type writer struct {
 
 func (w *writer) write(b []byte) { w.w.Write(b) }
 
+// headerRoom is room enough for a type byte, a length and CRLF.
+const headerRoom = 24
+
+// free returns the writer's free buffer to encode a reply of n bytes
+// into. If it has less room, the writer is flushed first, so that the
+// reply does not outgrow the buffer (and allocate); writing it would flush
+// the writer anyway. A flush error stays in the writer, which returns it
+// from the next write.
+func (w *writer) free(n int) []byte {
+	if w.w.Available() < n && w.w.Buffered() > 0 {
+		w.w.Flush()
+	}
+	return w.w.AvailableBuffer()
+}
+
 // simple writes a simple string (+OK).
 func (w *writer) simple(s string) {
-	w.write(appendSimple(w.w.AvailableBuffer(), s))
+	w.write(appendSimple(w.free(len(s)+3), s))
 }
 
 // errorReply writes an error; msg starts with its code (ERR, WRONGTYPE, ...).
 func (w *writer) errorReply(msg string) {
 	w.failed = true
-	w.write(appendError(w.w.AvailableBuffer(), msg))
+	w.write(appendError(w.free(len(msg)+3), msg))
 }
 
 func (w *writer) integer(n int64) {
-	w.write(appendPrefixed(w.w.AvailableBuffer(), ':', n))
+	w.write(appendPrefixed(w.free(headerRoom), ':', n))
 }
 
 // bulk writes a bulk string; a large one is copied straight from b.
 func (w *writer) bulk(b []byte) {
-	buf := appendPrefixed(w.w.AvailableBuffer(), '$', int64(len(b)))
-	if len(b) <= 512 {
+	small := len(b) <= 512
+	room := headerRoom
+	if small {
+		room += len(b) + 2
+	}
+	buf := appendPrefixed(w.free(room), '$', int64(len(b)))
+	if small {
 		buf = append(buf, b...)
 		w.write(append(buf, '\r', '\n'))
 		return
@@ -50,7 +70,7 @@ func (w *writer) bulk(b []byte) {
 }
 
 func (w *writer) bulkString(s string) {
-	buf := appendPrefixed(w.w.AvailableBuffer(), '$', int64(len(s)))
+	buf := appendPrefixed(w.free(headerRoom+len(s)+2), '$', int64(len(s)))
 	buf = append(buf, s...)
 	w.write(append(buf, '\r', '\n'))
 }
@@ -80,13 +100,13 @@ func (w *writer) nullArray() {
 }
 
 func (w *writer) array(n int) {
-	w.write(appendPrefixed(w.w.AvailableBuffer(), '*', int64(n)))
+	w.write(appendPrefixed(w.free(headerRoom), '*', int64(n)))
 }
 
 // mapHeader starts a map of n pairs; RESP2 gets an array of 2n elements.
 func (w *writer) mapHeader(n int) {
 	if w.resp3 {
-		w.write(appendPrefixed(w.w.AvailableBuffer(), '%', int64(n)))
+		w.write(appendPrefixed(w.free(headerRoom), '%', int64(n)))
 		return
 	}
 	w.array(2 * n)
@@ -95,7 +115,7 @@ func (w *writer) mapHeader(n int) {
 // setHeader starts a set of n elements; RESP2 gets an array.
 func (w *writer) setHeader(n int) {
 	if w.resp3 {
-		w.write(appendPrefixed(w.w.AvailableBuffer(), '~', int64(n)))
+		w.write(appendPrefixed(w.free(headerRoom), '~', int64(n)))
 		return
 	}
 	w.array(n)
@@ -108,7 +128,7 @@ func (w *writer) verbatim(text string) {
 		w.bulkString(text)
 		return
 	}
-	buf := appendPrefixed(w.w.AvailableBuffer(), '=', int64(len(text)+4))
+	buf := appendPrefixed(w.free(headerRoom+len(text)+6), '=', int64(len(text)+4))
 	buf = append(buf, "txt:"...)
 	buf = append(buf, text...)
 	w.write(append(buf, '\r', '\n'))

@@ -3,7 +3,8 @@
 // work against them: strings, counters, keys and expiry, tags, pub/sub
 // (with invalidation events from every front) and transactions. It is the
 // tagcache.listeners.resp module; the listener framework accepts the
-// connections and hands each to Serve.
+// connections and serves each from its event loops (FrameLength and
+// ServeCommand) or by Serve.
 package resp
 
 import (
@@ -39,11 +40,15 @@ func (Protocol) CaddyModule() caddy.ModuleInfo {
 
 // Serve answers one client's commands until it quits or the connection
 // fails.
-func (*Protocol) Serve(s *listeners.Session) error {
-	c := newConn(s)
-	defer c.close()
-	return c.serve()
+func (p *Protocol) Serve(s *listeners.Session) error {
+	c := p.NewFramedConn(s)
+	defer c.Close()
+	return c.Serve()
 }
+
+// NewFramedConn returns the state of one client connection, which the
+// listener's event loops serve command by command.
+func (*Protocol) NewFramedConn(s *listeners.Session) listeners.FramedConn { return newConn(s) }
 
 // conn is the state of one client connection.
 type conn struct {
@@ -66,12 +71,16 @@ type conn struct {
 	hooks  []*store.Store
 	hooked bool
 	quit   bool
-	// scratch formats numbers that are written to the store.
-	scratch [24]byte
+	// idle says the next command starts a batch: the client's input was
+	// used up after the last one.
+	idle bool
+	// blocking says the connection is served by Serve, which may block:
+	// pub/sub messages are delivered from then on.
+	blocking bool
 }
 
 func newConn(s *listeners.Session) *conn {
-	c := &conn{s: s, w: writer{w: s.W}, client: registerClient(s.Conn)}
+	c := &conn{s: s, w: writer{w: s.W}, client: registerClient(s.Conn), idle: true}
 	c.setDB(s.Store)
 	maxBulk := s.Limits.MaxValueSize
 	if maxBulk <= 0 {
@@ -93,9 +102,9 @@ func (c *conn) setDB(st *store.Store) {
 	c.client.setDB(c.dbIndex)
 }
 
-// close ends the connection's pub/sub delivery (without holding c.mu,
+// Close ends the connection's pub/sub delivery (without holding c.mu,
 // which the delivery goroutine may be waiting for) and its registrations.
-func (c *conn) close() {
+func (c *conn) Close() {
 	if c.sub != nil {
 		c.sub.close()
 	}
@@ -104,45 +113,85 @@ func (c *conn) close() {
 	unregisterClient(c.client)
 }
 
-// serve is the command loop: read a command, run it, and flush the
-// replies once the client's pipelined input is used up.
-func (c *conn) serve() error {
-	idle := true // the next command starts a batch
+// Serve is the command loop: answer each command, and flush the replies
+// once the client's pipelined input is used up.
+func (c *conn) Serve() error {
+	c.blocking = true
+	c.startDelivery()
 	for {
-		args, err := c.rd.read()
-		if err != nil {
-			var perr protocolError
-			if errors.As(err, &perr) {
-				c.mu.Lock()
-				c.w.errorReply("ERR " + perr.Error())
-				err = c.s.W.Flush()
-				c.mu.Unlock()
-				return err
-			}
-			// The client went away, possibly in the middle of a command.
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
+		err := c.serveCommand()
+		end := errors.Is(err, io.EOF)
+		if err != nil && !end {
 			return err
 		}
-		if idle {
+		c.mu.Lock()
+		if end {
+			err = c.s.W.Flush()
+		} else {
+			err = c.s.FlushIfIdle()
+		}
+		c.mu.Unlock()
+		if err != nil || end {
+			return err
+		}
+	}
+}
+
+// FrameLength measures the request at the start of buf for the event
+// loop (see reader.frameLength).
+func (c *conn) FrameLength(buf []byte) int { return c.rd.frameLength(buf) }
+
+// ServeCommand answers the request that FrameLength measured. Once the
+// connection has a subscriber it needs Serve: messages are then written by
+// a goroutine of their own, which must not race with the event loop's use
+// of the session, and are delivered while the client sends nothing.
+func (c *conn) ServeCommand() error {
+	if err := c.serveCommand(); err != nil {
+		return err
+	}
+	if c.sub != nil {
+		return listeners.ErrServeBlocking
+	}
+	return nil
+}
+
+// serveCommand reads one request and answers it, for Serve and
+// ServeCommand alike. It returns io.EOF when the connection is to end once
+// the replies are flushed: the client quit or went away, or sent a
+// malformed request, which is answered with Redis's protocol error (Redis
+// closes the connection, since it cannot know where the next command
+// starts).
+func (c *conn) serveCommand() error {
+	args, err := c.rd.read()
+	if err != nil {
+		var perr protocolError
+		switch {
+		case errors.As(err, &perr):
+			c.mu.Lock()
+			c.w.errorReply("ERR " + perr.Error())
+			c.mu.Unlock()
+			return io.EOF
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+			// The client went away, possibly in the middle of a command.
+			return io.EOF
+		}
+		return err
+	}
+	if len(args) > 0 {
+		if c.idle {
 			c.client.lastActive.Store(time.Now().UnixMilli())
 		}
 		c.mu.Lock()
 		c.execute(args)
 		c.s.CountCommand(c.w.failed)
 		c.w.failed = false
-		if c.quit {
-			err = c.s.W.Flush()
-		} else {
-			err = c.s.FlushIfIdle()
-		}
 		c.mu.Unlock()
-		if err != nil || c.quit {
-			return err
-		}
-		idle = c.s.R.Buffered() == 0
 	}
+	c.idle = c.s.R.Buffered() == 0
+	if c.quit {
+		return io.EOF
+	}
+	return nil
 }
 
 // execute checks a command as Redis does (existence and arity, auth,
@@ -225,7 +274,9 @@ func (*Protocol) DefaultMaxLineLength(int) int { return defaultMaxLine }
 
 // Interface guards
 var (
-	_ listeners.Protocol    = (*Protocol)(nil)
-	_ listeners.BusyReplier = (*Protocol)(nil)
-	_ listeners.LineLimiter = (*Protocol)(nil)
+	_ listeners.Protocol       = (*Protocol)(nil)
+	_ listeners.FramedProtocol = (*Protocol)(nil)
+	_ listeners.BusyReplier    = (*Protocol)(nil)
+	_ listeners.LineLimiter    = (*Protocol)(nil)
+	_ listeners.FramedConn     = (*conn)(nil)
 )

@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/big"
 	"runtime"
-	"strconv"
 	"strings"
 	"unsafe"
 
@@ -434,20 +433,7 @@ func (c *conn) getex(args [][]byte) {
 
 // appendCmd answers APPEND, which creates a missing key.
 func (c *conn) appendCmd(args [][]byte) {
-	var n int
-	err := modify(c.db, str(args[1]), func(it store.Item, exists bool) (edit, error) {
-		if !exists {
-			n = len(args[2])
-			return edit{value: args[2], write: true}, nil
-		}
-		n = len(it.Value) + len(args[2])
-		if err := valueTooLarge(c.db, int64(n)); err != nil {
-			return edit{}, err
-		}
-		v := make([]byte, 0, n)
-		v = append(append(v, it.Value...), args[2]...)
-		return edit{value: v, params: kept(it), write: true}, nil
-	})
+	_, n, err := c.db.Write(str(args[1]), args[2], store.Params{}, store.WriteOptions{Mode: store.ModeAppend, Create: true})
 	if err != nil {
 		c.fail(c.db, err)
 		return
@@ -561,32 +547,28 @@ func (c *conn) decrby(args [][]byte) {
 // incrBy adds delta to the integer under key (0 if missing), keeping the
 // entry's expiry and tags. The value must be an integer as Redis reads it
 // (no sign but '-', no leading zeros or spaces), and the sum must not
-// overflow.
+// overflow. The store adds atomically, but it reads a little more as an
+// integer than Redis does (a '+', leading zeros), so the value is checked
+// first; only such a value written by another client between the check
+// and the addition is incremented where Redis would refuse it.
 func (c *conn) incrBy(key []byte, delta int64) {
-	var n int64
-	err := modify(c.db, str(key), func(it store.Item, exists bool) (edit, error) {
-		var v int64
-		if exists {
-			var ok bool
-			if v, ok = parseInt(it.Value); !ok {
-				return edit{}, replyError(errNotInteger)
-			}
+	if it, ok := c.db.Get(str(key)); ok {
+		if _, ok := parseInt(it.Value); !ok {
+			c.w.errorReply(errNotInteger)
+			return
 		}
-		if (delta < 0 && v < 0 && delta < math.MinInt64-v) || (delta > 0 && v > 0 && delta > math.MaxInt64-v) {
-			return edit{}, replyError(errOverflow)
-		}
-		n = v + delta
-		p := store.Params{}
-		if exists {
-			p = kept(it)
-		}
-		return edit{value: strconv.AppendInt(c.scratch[:0], n, 10), params: p, write: true}, nil
-	})
-	if err != nil {
-		c.fail(c.db, err)
-		return
 	}
-	c.w.integer(n)
+	n, err := c.db.IncrBy(str(key), delta, store.Params{})
+	switch {
+	case errors.Is(err, store.ErrNotNumeric):
+		c.w.errorReply(errNotInteger)
+	case errors.Is(err, store.ErrOverflow):
+		c.w.errorReply(errOverflow)
+	case err != nil:
+		c.fail(c.db, err)
+	default:
+		c.w.integer(n)
+	}
 }
 
 // longDoubleBits is the mantissa of the x87 long double that Redis does
