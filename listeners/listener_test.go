@@ -439,8 +439,9 @@ func TestLoopHandsOffSlowReader(t *testing.T) {
 func TestLoopServeBlockingMovesToGoroutine(t *testing.T) {
 	l := startLoopListener(t)
 	c := dial(t, l)
-	c.send("BLOCK\nnext\n")
+	c.send("BLOCK\n")
 	c.expect("> BLOCK\n")
+	c.send("next\n")
 	c.expect("> next\n")
 	c.send("again\n")
 	c.expect("> again\n")

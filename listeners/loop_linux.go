@@ -368,6 +368,11 @@ func (l *Listener) serveHandedOff(lc *loopConn, c *conn, cause error) {
 			err = werr
 		}
 	}
+	// The replies the loop has not flushed go out before Serve waits for
+	// the client's next command.
+	if ferr := s.W.Flush(); err == nil {
+		err = ferr
+	}
 	if err == nil {
 		if err = lc.fc.Serve(); err == nil {
 			err = s.W.Flush()
