@@ -302,7 +302,7 @@ func (m *model) step() {
 			v, perr := strconv.ParseInt(old.value, 10, 64)
 			sum := v + delta
 			switch {
-			case perr != nil:
+			case perr != nil || strconv.FormatInt(v, 10) != old.value:
 				m.wantErr("IncrBy", key, err, ErrNotNumeric)
 				return
 			case (delta > 0 && sum < v) || (delta < 0 && sum > v):

@@ -145,17 +145,19 @@ func (s *Store) Decr(key string, delta uint64) (uint64, error) {
 }
 
 // IncrBy adds delta to the signed 64-bit decimal value under key, failing
-// with ErrOverflow rather than wrapping. An absent key is created with the
-// value delta and the given params, as TagCache's INCR and DECR do; an
-// existing entry keeps its flags, expiry and tags.
+// with ErrOverflow rather than wrapping. The value must be written as
+// strconv.FormatInt writes it (no '+', no leading zeros or spaces), as
+// Redis's INCR requires; any other is ErrNotNumeric. An absent key is
+// created with the value delta and the given params, as TagCache's INCR
+// and DECR do; an existing entry keeps its flags, expiry and tags.
 func (s *Store) IncrBy(key string, delta int64, p Params) (int64, error) {
 	var n int64
 	_, err := s.update(key, func(old *entry) (change, error) {
 		if old == nil {
 			n = delta
 		} else {
-			v, err := strconv.ParseInt(aliasString(old.value()), 10, 64)
-			if err != nil {
+			v, ok := parseCanonicalInt(old.value())
+			if !ok {
 				return change{}, ErrNotNumeric
 			}
 			if (delta > 0 && v > math.MaxInt64-delta) || (delta < 0 && v < math.MinInt64-delta) {
@@ -167,6 +169,17 @@ func (s *Store) IncrBy(key string, delta int64, p Params) (int64, error) {
 		return change{isNumber: true, signed: true, n: uint64(n), params: p}, nil
 	})
 	return n, err
+}
+
+// parseCanonicalInt parses a signed 64-bit integer written as
+// strconv.FormatInt writes it.
+func parseCanonicalInt(b []byte) (int64, bool) {
+	v, err := strconv.ParseInt(aliasString(b), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	var buf [20]byte
+	return v, string(strconv.AppendInt(buf[:0], v, 10)) == aliasString(b)
 }
 
 // aliasString views immutable stored bytes as a string without copying.

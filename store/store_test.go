@@ -1009,7 +1009,6 @@ func TestIncrBySigned(t *testing.T) {
 		{"10", -15, -5, nil},
 		{"-5", 5, 0, nil},
 		{"0", 0, 0, nil},
-		{"-0", 1, 1, nil},
 		{strconv.FormatInt(max-1, 10), 1, max, nil},
 		{strconv.FormatInt(max, 10), 1, 0, ErrOverflow},
 		{strconv.FormatInt(max, 10), max, 0, ErrOverflow},
@@ -1028,6 +1027,10 @@ func TestIncrBySigned(t *testing.T) {
 		{"12a", 1, 0, ErrNotNumeric},
 		{"1.0", 1, 0, ErrNotNumeric},
 		{"\x00", 1, 0, ErrNotNumeric},
+		{"+1", 1, 0, ErrNotNumeric},
+		{"007", 1, 0, ErrNotNumeric},
+		{"-0", 1, 0, ErrNotNumeric},
+		{" 1", 1, 0, ErrNotNumeric},
 	}
 	s, _ := openManual(t, Config{Shards: 4})
 	for i, tt := range tests {

@@ -546,18 +546,9 @@ func (c *conn) decrby(args [][]byte) {
 
 // incrBy adds delta to the integer under key (0 if missing), keeping the
 // entry's expiry and tags. The value must be an integer as Redis reads it
-// (no sign but '-', no leading zeros or spaces), and the sum must not
-// overflow. The store adds atomically, but it reads a little more as an
-// integer than Redis does (a '+', leading zeros), so the value is checked
-// first; only such a value written by another client between the check
-// and the addition is incremented where Redis would refuse it.
+// (no sign but '-', no leading zeros or spaces), which is the store's rule
+// too, and the sum must not overflow.
 func (c *conn) incrBy(key []byte, delta int64) {
-	if it, ok := c.db.Get(str(key)); ok {
-		if _, ok := parseInt(it.Value); !ok {
-			c.w.errorReply(errNotInteger)
-			return
-		}
-	}
 	n, err := c.db.IncrBy(str(key), delta, store.Params{})
 	switch {
 	case errors.Is(err, store.ErrNotNumeric):

@@ -26,7 +26,8 @@
 //	TAGS_OF <key>                                TAGS <t1,t2,...> | TAGS - | NF
 //	FLUSH                                        OK
 //
-// INCR and DECR work on signed 64-bit integers and create an absent key
+// INCR and DECR work on signed 64-bit integers (written without '+' or
+// leading zeros, as Redis requires too) and create an absent key
 // with the value +by or -by and the given TTL and tags; on an existing key
 // they keep its TTL and tags. Errors are `ERR <message>`.
 package tabproto
