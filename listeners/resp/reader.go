@@ -49,6 +49,13 @@ type reader struct {
 	spans []span
 	buf   []byte
 	line  []byte // a line longer than r's buffer, put together
+
+	// framed is the length of the array request that frameLength last
+	// measured whole at the start of r's buffer, and framedSpans its
+	// arguments there: read then takes them in place instead of parsing
+	// the request again. 0: none.
+	framed      int
+	framedSpans []span
 }
 
 func newReader(r *bufio.Reader, maxLine, maxBulk int, unauthenticated func() bool) *reader {
@@ -63,6 +70,9 @@ func newReader(r *bufio.Reader, maxLine, maxBulk int, unauthenticated func() boo
 // inline line or array, which Redis skips. A malformed request is a
 // protocolError; other errors come from the connection.
 func (p *reader) read() ([][]byte, error) {
+	if p.framed > 0 {
+		return p.readFramed()
+	}
 	if cap(p.buf) > keepArgBufferBytes {
 		p.buf = nil // an idle connection keeps no large value
 	}
@@ -80,6 +90,26 @@ func (p *reader) read() ([][]byte, error) {
 		return nil, err
 	}
 	return p.args(), nil
+}
+
+// readFramed returns the arguments of the request that frameLength
+// measured, in place in r's buffer: they stay there, as read's results
+// must, until the next read, which is the first to fill the buffer again.
+func (p *reader) readFramed() ([][]byte, error) {
+	buf, err := p.r.Peek(p.framed)
+	if err != nil {
+		return nil, err
+	}
+	p.argv = p.argv[:0]
+	for _, s := range p.framedSpans {
+		p.argv = append(p.argv, buf[s.start:s.end:s.end])
+	}
+	_, err = p.r.Discard(p.framed)
+	p.framed = 0
+	if len(p.argv) == 0 {
+		return nil, err
+	}
+	return p.argv, err
 }
 
 // args turns the spans into slices of buf; buf may have moved while the
@@ -217,6 +247,7 @@ func (p *reader) readInline() (int, error) {
 // answers it with the reader's protocol error) and for inline commands
 // with quotes, which only splitArgs can check.
 func (p *reader) frameLength(buf []byte) int {
+	p.framed = 0
 	if buf[0] != '*' {
 		line, end := p.frameLine(buf, 0)
 		if end > 0 && bytes.IndexAny(line, `"'`) >= 0 {
@@ -234,8 +265,10 @@ func (p *reader) frameLength(buf []byte) int {
 	case !ok || n > maxArgs || unauth && n > unauthMaxArgs:
 		return -1
 	case n <= 0:
+		p.framed, p.framedSpans = pos, p.framedSpans[:0]
 		return pos
 	}
+	p.framedSpans = p.framedSpans[:0]
 	data := 0 // the arguments' bytes, which maxCommand bounds
 	for range n {
 		line, next := p.frameLine(buf, pos)
@@ -251,6 +284,7 @@ func (p *reader) frameLength(buf []byte) int {
 			return -1
 		}
 		data += int(size)
+		p.framedSpans = append(p.framedSpans, span{next, next + int(size)})
 		pos = next + int(size) + 2
 		// The reader skips the two bytes after the data unchecked;
 		// anything but CRLF there is left to it.
@@ -259,6 +293,9 @@ func (p *reader) frameLength(buf []byte) int {
 				return -1
 			}
 		}
+	}
+	if pos <= len(buf) {
+		p.framed = pos
 	}
 	return pos
 }
