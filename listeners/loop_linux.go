@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -159,6 +160,10 @@ func (lp *eventLoop) wake() {
 }
 
 func (lp *eventLoop) run() {
+	// One thread per loop, as memcached's workers: the loop's goroutine
+	// does not hop between threads after each blocking wait.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	defer lp.l.wg.Done()
 	defer lp.shutdown()
 	// The idle scan runs every idle/16, so a connection is closed between
