@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+	"weak"
 )
 
 // ---------------------------------------------------------------------------
@@ -1680,5 +1682,26 @@ func checkTagIndexAgainstGets(t testing.TB, s *Store, nkeys, ntags int) {
 		if n := s.TagCount(tag); n != len(byTag[tag]) {
 			t.Fatalf("TagCount(%q) = %d, want %d", tag, n, len(byTag[tag]))
 		}
+	}
+}
+
+// TestOverwriteReleasesOldData checks that an overwritten entry's old
+// key and value buffer can be collected: the shard map's key must not
+// keep aliasing it.
+func TestOverwriteReleasesOldData(t *testing.T) {
+	s, _ := openManual(t, Config{Shards: 1})
+	mustSet(t, s, "k", "first value", Params{})
+	sh := s.shardFor("k")
+	sh.mu.RLock()
+	old := weak.Make((*byte)(sh.m["k"].data))
+	sh.mu.RUnlock()
+	mustSet(t, s, "k", "second value", Params{})
+	runtime.GC()
+	runtime.GC()
+	if old.Value() != nil {
+		t.Fatal("the overwritten value's buffer is still reachable")
+	}
+	if it := mustGet(t, s, "k"); string(it.Value) != "second value" {
+		t.Fatalf("value %q", it.Value)
 	}
 }

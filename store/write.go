@@ -105,9 +105,11 @@ func (s *Store) installLocked(sh *shard, old *entry, key string, c *change) *ent
 		e = &entry{}
 		sh.ring = append(sh.ring, e)
 	} else {
+		// The map key aliases the old data; the assignment below replaces
+		// it with the new one (a map assignment to an existing string key
+		// stores the new key so that the old one can be collected), which
+		// saves a delete.
 		s.used.Add(-e.size())
-		// The map key aliases the old data; it must not keep it alive.
-		delete(sh.m, key)
 	}
 	value := c.value
 	var digits [20]byte
