@@ -50,6 +50,32 @@ type FramedConn interface {
 	Close()
 }
 
+// FrameStep is what an event loop does with a FrameLength measurement.
+type FrameStep int
+
+const (
+	// FrameServe: a whole command is buffered; ServeCommand answers it.
+	FrameServe FrameStep = iota
+	// FrameWait: the rest of the command is on its way.
+	FrameWait
+	// FrameHandoff: Serve answers the command, from a goroutine (the
+	// command cannot be answered from the loop, or cannot fit in the
+	// read buffer).
+	FrameHandoff
+)
+
+// NextFrameStep tells what a loop whose read buffer of size bytes holds
+// buffered of them does with FrameLength's measurement n.
+func NextFrameStep(n, buffered, size int) FrameStep {
+	switch {
+	case n < 0 || n > size || n == 0 && buffered == size:
+		return FrameHandoff
+	case n == 0 || n > buffered:
+		return FrameWait
+	}
+	return FrameServe
+}
+
 // ErrServeBlocking is returned by FramedConn.ServeCommand when the command
 // it answered needs the connection served by Serve from now on.
 var ErrServeBlocking = errors.New("connection needs a goroutine")

@@ -244,12 +244,13 @@ func (lp *eventLoop) readable(lc *loopConn) {
 	for r.Buffered() > 0 {
 		buf, _ := r.Peek(r.Buffered())
 		n := lc.fc.FrameLength(buf)
-		if n < 0 || n > r.Size() || n == 0 && len(buf) == r.Size() {
+		switch NextFrameStep(n, len(buf), r.Size()) {
+		case FrameHandoff:
 			lp.handoff(lc, nil)
 			return
-		}
-		if n == 0 || n > len(buf) {
-			break // the rest is on its way
+		case FrameWait: // the rest is on its way
+			lp.flush(lc)
+			return
 		}
 		err := lc.fc.ServeCommand()
 		switch {
@@ -274,6 +275,11 @@ func (lp *eventLoop) readable(lc *loopConn) {
 			return
 		}
 	}
+	lp.flush(lc)
+}
+
+// flush writes the replies to a batch of commands.
+func (lp *eventLoop) flush(lc *loopConn) {
 	lc.s.publishCounts()
 	if err := lc.s.W.Flush(); err != nil {
 		lp.end(lc, err)

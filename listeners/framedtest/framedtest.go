@@ -75,10 +75,11 @@ func Drive(t testing.TB, fc listeners.FramedConn, s *listeners.Session, f *Feed,
 		for s.R.Buffered() > 0 {
 			buf, _ := s.R.Peek(s.R.Buffered())
 			n := fc.FrameLength(buf)
-			if n < 0 || n > s.R.Size() || n == 0 && len(buf) == s.R.Size() {
+			step := listeners.NextFrameStep(n, len(buf), s.R.Size())
+			if step == listeners.FrameHandoff {
 				return serve()
 			}
-			if n == 0 || n > len(buf) {
+			if step == listeners.FrameWait {
 				break
 			}
 			before := s.R.Buffered()
