@@ -127,11 +127,24 @@ func (c *conn) answerBinary() error {
 // plainOpcode returns the plain opcode of opcode, and whether opcode is its
 // quiet variant.
 func plainOpcode(opcode byte) (op byte, quiet bool) {
-	if op, ok := quietOps[opcode]; ok {
-		return op, true
-	}
-	return opcode, false
+	o := opcodes[opcode]
+	return o.plain, o.quiet
 }
+
+// opcodes is quietOps as a table indexed by opcode, for the per-request
+// lookup (FrameLength and the request's answer both make it).
+var opcodes = func() (t [256]struct {
+	plain byte
+	quiet bool
+}) {
+	for op := range t {
+		t[op].plain = byte(op)
+	}
+	for q, p := range quietOps {
+		t[q].plain, t[q].quiet = p, true
+	}
+	return t
+}()
 
 // readRequest reads a request header, extras and key.
 func (c *conn) readRequest(q *request) error {
