@@ -421,7 +421,7 @@ func (l *Listener) reject(sc net.Conn) {
 // this connection only.
 func (l *Listener) serve(c *conn, sc net.Conn) {
 	defer l.wg.Done()
-	s := l.newSession(sc, sc)
+	s := l.newSession(sc)
 	defer l.endSession(s, c, sc)
 	err := l.protocol.Serve(s)
 	if err == nil {
@@ -430,13 +430,12 @@ func (l *Listener) serve(c *conn, sc net.Conn) {
 	logEnd(s, err)
 }
 
-// newSession returns a session over conn, with buffers from the pools
-// reading from r and writing to w.
-func (l *Listener) newSession(conn net.Conn, rw io.ReadWriter) *Session {
+// newSession returns a session over conn, with buffers from the pools.
+func (l *Listener) newSession(conn net.Conn) *Session {
 	r := readerPool.Get().(*bufio.Reader)
 	w := writerPool.Get().(*bufio.Writer)
-	r.Reset(rw)
-	w.Reset(rw)
+	r.Reset(conn)
+	w.Reset(conn)
 	s := NewSession(conn, r, w, l.store, l.app, l.authRequired)
 	s.Logger = l.logger.With(zap.String("remote", conn.RemoteAddr().String()))
 	s.Limits = l.limits

@@ -121,7 +121,7 @@ func (e *eventLoops) add(nc net.Conn) bool {
 	}
 	nc.Close() // the socket lives on in fd
 	lc.fd = fd
-	lc.s = l.newSession(lc, lc)
+	lc.s = l.newSession(lc)
 	lc.fc = l.protocol.(FramedProtocol).NewFramedConn(lc.s)
 	lp := e.loops[e.next.Add(1)%uint32(len(e.loops))]
 	lc.loop = lp
