@@ -145,6 +145,7 @@ func newListenerCollector() *statsCollector[listeners.Stats] {
 			metric("listener_auth_failures_total", "Failed authentication attempts.", counter, func(s *listeners.Stats) float64 { return float64(s.AuthFailures) }),
 			metric("listener_read_bytes_total", "Bytes read from clients.", counter, func(s *listeners.Stats) float64 { return float64(s.BytesRead) }),
 			metric("listener_written_bytes_total", "Bytes written to clients.", counter, func(s *listeners.Stats) float64 { return float64(s.BytesWritten) }),
+			metric("listener_event_loops", "Event loops taking new connections (0: a goroutine per connection).", gauge, func(s *listeners.Stats) float64 { return float64(s.EventLoops) }),
 		},
 		each: func(yield func([]string, *listeners.Stats)) {
 			var all []listeners.Stats

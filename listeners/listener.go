@@ -90,8 +90,11 @@ type Listener struct {
 	// request than a goroutine per connection. A connection that sends a
 	// command larger than its read buffer (8 KiB), or does not take its
 	// replies at once, or enters pub/sub, moves to a goroutine of its own.
-	// 0 picks half of GOMAXPROCS, at least 1; -1 serves every connection
-	// from a goroutine of its own. Default: 0.
+	// 0 starts with one loop and adds loops, up to GOMAXPROCS, while every
+	// loop is busy, a CPU is idle and another loop raises the commands
+	// answered per second (and removes them when the load drops); a count
+	// runs that many loops from the start; -1 serves every connection from
+	// a goroutine of its own. Default: 0.
 	EventLoops int `json:"event_loops,omitempty"`
 
 	ctx          caddy.Context
@@ -272,12 +275,13 @@ func (l *Listener) run(ln net.Listener, tlsConfig *tls.Config) {
 	l.ln = ln
 	l.conns = make(map[tracked]struct{})
 	l.counters = acquireCounters(l.protoName, l.addr.String())
+	l.counters.eventLoops.Store(0)
 	if _, framed := l.protocol.(FramedProtocol); framed && tlsConfig == nil && l.EventLoops >= 0 {
-		n := l.EventLoops
+		n, active := l.EventLoops, l.EventLoops
 		if n == 0 {
-			n = max(1, runtime.GOMAXPROCS(0)/2)
+			n, active = runtime.GOMAXPROCS(0), 1
 		}
-		loops, err := startEventLoops(l, n)
+		loops, err := startEventLoops(l, n, active)
 		if err != nil {
 			l.logger.Warn("event loops unavailable; serving each connection from a goroutine", zap.Error(err))
 		}

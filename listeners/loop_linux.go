@@ -27,9 +27,10 @@ import (
 // of memcached's and Redis's own loops, where a goroutine per connection
 // adds a failed read per request and the scheduler's wakeups.
 type eventLoops struct {
-	l     *Listener
-	loops []*eventLoop
-	next  atomic.Uint32
+	l      *Listener
+	loops  []*eventLoop
+	active atomic.Int32  // loops[:active] take new connections
+	done   chan struct{} // closed by stop
 }
 
 // eventLoop is one loop and the connections it serves.
@@ -42,17 +43,27 @@ type eventLoop struct {
 	now    int64               // unix ns at the last wake
 	idle   int64               // the listener's idle timeout in ns; 0: none
 
+	load atomic.Int32 // connections the loop serves or is about to
+	tid  atomic.Int32 // the thread the loop runs on
+
 	mu       sync.Mutex
-	incoming []*loopConn // accepted, to add to the epoll set
-	requests []*loopConn // to close (Close or stop from another goroutine)
+	closed   bool         // the loop has shut down: queue closes what it is given
+	incoming []*loopConn  // accepted or moved here, to add to the epoll set
+	requests []*loopConn  // to close (Close or stop from another goroutine)
+	moves    []*eventLoop // a connection to move to each, when loops are resized
 }
 
 // errWouldBlock is a loop connection's read when the socket has nothing
 // more: the loop goes on to other connections.
 var errWouldBlock = errors.New("read would block")
 
-func startEventLoops(l *Listener, n int) (*eventLoops, error) {
-	e := &eventLoops{l: l}
+// startEventLoops starts n loops, of which active take connections from
+// the start; with active < n, a tuner adds and removes loops as the load
+// calls for.
+func startEventLoops(l *Listener, n, active int) (*eventLoops, error) {
+	e := &eventLoops{l: l, done: make(chan struct{})}
+	e.active.Store(int32(active))
+	l.counters.eventLoops.Store(int32(active))
 	for range n {
 		lp, err := newEventLoop(l)
 		if err != nil {
@@ -66,6 +77,10 @@ func startEventLoops(l *Listener, n int) (*eventLoops, error) {
 	for _, lp := range e.loops {
 		l.wg.Add(1)
 		go lp.run()
+	}
+	if active < n {
+		l.wg.Add(1)
+		go e.tune()
 	}
 	return e, nil
 }
@@ -98,6 +113,7 @@ func (e *eventLoops) stop() {
 	if e == nil {
 		return
 	}
+	close(e.done)
 	for _, lp := range e.loops {
 		lp.wake()
 	}
@@ -110,6 +126,8 @@ func (e *eventLoops) stop() {
 func (e *eventLoops) add(nc net.Conn) bool {
 	l := e.l
 	lc := &loopConn{local: nc.LocalAddr(), remote: nc.RemoteAddr(), counters: l.counters}
+	lp := e.leastLoaded()
+	lc.loop.Store(lp) // before Stop can see it
 	if l.track(lc) != trackOK {
 		return false
 	}
@@ -123,13 +141,38 @@ func (e *eventLoops) add(nc net.Conn) bool {
 	lc.fd = fd
 	lc.s = l.newSession(lc)
 	lc.fc = l.protocol.(FramedProtocol).NewFramedConn(lc.s)
-	lp := e.loops[e.next.Add(1)%uint32(len(e.loops))]
-	lc.loop = lp
+	lp.queue(lc)
+	return true
+}
+
+// leastLoaded returns the active loop with the fewest connections.
+func (e *eventLoops) leastLoaded() *eventLoop {
+	active := e.loops[:e.active.Load()]
+	best := active[0]
+	for _, lp := range active[1:] {
+		if lp.load.Load() < best.load.Load() {
+			best = lp
+		}
+	}
+	return best
+}
+
+// queue gives the loop a connection to serve.
+func (lp *eventLoop) queue(lc *loopConn) {
 	lp.mu.Lock()
+	if lp.closed {
+		lp.mu.Unlock()
+		lc.fc.Close()
+		lp.l.endSession(lc.s, lc, fdCloser(lc.fd))
+		return
+	}
+	lp.load.Add(1)
 	lp.incoming = append(lp.incoming, lc)
+	// Under mu, so that a close request finds the connection where it is
+	// queued (see requestEnd).
+	lc.loop.Store(lp)
 	lp.mu.Unlock()
 	lp.wake()
-	return true
 }
 
 // detachFD returns a duplicate of the connection's socket that the Go
@@ -164,6 +207,7 @@ func (lp *eventLoop) run() {
 	// does not hop between threads after each blocking wait.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	lp.tid.Store(int32(unix.Gettid()))
 	defer lp.l.wg.Done()
 	defer lp.shutdown()
 	// The idle scan runs every idle/16, so a connection is closed between
@@ -201,14 +245,15 @@ func (lp *eventLoop) run() {
 	}
 }
 
-// takeWork adds the connections accepted for the loop and closes those
-// that other goroutines asked to close.
+// takeWork adds the connections accepted for the loop or moved to it,
+// closes those that other goroutines asked to close and moves connections
+// to other loops as resize asked.
 func (lp *eventLoop) takeWork() {
 	var buf [8]byte
 	_, _ = unix.Read(lp.wakefd, buf[:])
 	lp.mu.Lock()
-	incoming, requests := lp.incoming, lp.requests
-	lp.incoming, lp.requests = nil, nil
+	incoming, requests, moves := lp.incoming, lp.requests, lp.moves
+	lp.incoming, lp.requests, lp.moves = nil, nil, nil
 	lp.mu.Unlock()
 	for _, lc := range incoming {
 		if err := unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, lc.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lc.fd)}); err != nil {
@@ -220,10 +265,30 @@ func (lp *eventLoop) takeWork() {
 		lp.conns[int32(lc.fd)] = lc
 	}
 	for _, lc := range requests {
-		if lp.conns[int32(lc.fd)] == lc {
+		switch owner := lc.loop.Load(); {
+		case lp.conns[int32(lc.fd)] == lc:
 			lp.end(lc, nil)
+		case owner != lp: // moved after the request was made
+			owner.requestEnd(lc)
 		}
 	}
+	for _, lc := range lp.conns {
+		if len(moves) == 0 {
+			break
+		}
+		lp.move(lc, moves[0])
+		moves = moves[1:]
+	}
+}
+
+// move gives a connection the loop serves to another loop. Its buffered
+// input goes with it; it has no unwritten replies (a connection with
+// some is handed off at the end of its batch).
+func (lp *eventLoop) move(lc *loopConn, to *eventLoop) {
+	_ = unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, lc.fd, nil)
+	delete(lp.conns, int32(lc.fd))
+	lp.load.Add(-1)
+	to.queue(lc)
 }
 
 // readable reads what the client sent, answers every whole command and
@@ -318,6 +383,7 @@ func (lp *eventLoop) closeIdle() {
 // end closes a connection the loop serves.
 func (lp *eventLoop) end(lc *loopConn, cause error) {
 	delete(lp.conns, int32(lc.fd))
+	lp.load.Add(-1)
 	lc.fc.Close()
 	if cause != nil {
 		logEnd(lc.s, cause)
@@ -332,7 +398,7 @@ func (lp *eventLoop) shutdown() {
 	}
 	lp.mu.Lock()
 	incoming := lp.incoming
-	lp.incoming = nil
+	lp.incoming, lp.closed = nil, true
 	lp.mu.Unlock()
 	for _, lc := range incoming {
 		lp.end(lc, nil)
@@ -346,6 +412,7 @@ func (lp *eventLoop) shutdown() {
 func (lp *eventLoop) handoff(lc *loopConn, cause error) {
 	l := lp.l
 	delete(lp.conns, int32(lc.fd))
+	lp.load.Add(-1)
 	_ = unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, lc.fd, nil)
 	f := os.NewFile(uintptr(lc.fd), "")
 	nc, err := net.FileConn(f) // a duplicate, on the Go poller
@@ -416,7 +483,7 @@ func (fd fdCloser) Close() error { return unix.Close(int(fd)) }
 // go straight to the socket and never block; once it is handed off, they
 // go through the blocking conn of the goroutine that serves it.
 type loopConn struct {
-	loop          *eventLoop
+	loop          atomic.Pointer[eventLoop] // the loop that serves it, or has it queued
 	fd            int
 	local, remote net.Addr
 	counters      *counters
@@ -487,12 +554,13 @@ func (lc *loopConn) Close() error {
 	if c := lc.blocking.Load(); c != nil {
 		return c.Close()
 	}
-	lc.requestEnd()
+	lc.loop.Load().requestEnd(lc)
 	return nil
 }
 
-func (lc *loopConn) requestEnd() {
-	lp := lc.loop
+// requestEnd asks the loop to close a connection it serves or has queued.
+// A loop that moved the connection passes the request on.
+func (lp *eventLoop) requestEnd(lc *loopConn) {
 	lp.mu.Lock()
 	lp.requests = append(lp.requests, lc)
 	lp.mu.Unlock()
@@ -506,7 +574,7 @@ func (lc *loopConn) stop() {
 		c.stop()
 		return
 	}
-	lc.requestEnd()
+	lc.loop.Load().requestEnd(lc)
 }
 
 func (lc *loopConn) closeNow() {

@@ -29,6 +29,9 @@ type Stats struct {
 	// after TLS decryption.
 	BytesRead    uint64 `json:"bytes_read"`
 	BytesWritten uint64 `json:"bytes_written"`
+	// EventLoops is the number of event loops that take new connections;
+	// 0 when each connection has a goroutine of its own.
+	EventLoops int32 `json:"event_loops"`
 }
 
 // counters are the live Stats of a listener. They live in a package-level
@@ -39,6 +42,7 @@ type counters struct {
 	totalConns, rejectedConns      atomic.Uint64
 	commands, errors, authFailures atomic.Uint64
 	bytesRead, bytesWritten        atomic.Uint64
+	eventLoops                     atomic.Int32
 }
 
 // statsEntry is the pooled value; the pool calls Destruct when the last
@@ -93,5 +97,6 @@ func (c *counters) stats(protocol, address string) Stats {
 		AuthFailures:        c.authFailures.Load(),
 		BytesRead:           c.bytesRead.Load(),
 		BytesWritten:        c.bytesWritten.Load(),
+		EventLoops:          c.eventLoops.Load(),
 	}
 }
