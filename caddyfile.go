@@ -68,7 +68,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //			idle_timeout    <duration>
 //			max_line_length <size>
 //			max_value_size  <size>
-//			event_loops     <count>|off
+//			event_loops     <count>|auto|off
 //		}
 //	}
 //
@@ -82,8 +82,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 // such as :11211 or unix//run/tagcache.sock; its block is optional. `tls`
 // alone takes a certificate for the listener's host (localhost if none);
 // `internal` has Caddy's internal CA issue it. A negative idle_timeout
-// disables it. `event_loops off` serves every connection from a goroutine
-// of its own.
+// disables it. `event_loops auto` (the default) starts with one loop and
+// adds loops while they raise throughput; a count runs that many; `off`
+// serves every connection from a goroutine of its own.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume option name
 	if d.NextArg() {
@@ -314,9 +315,12 @@ func unmarshalListen(d *caddyfile.Dispenser) (*listeners.Listener, error) {
 		case "max_value_size":
 			l.MaxValueSize, err = parseIntSize(arg, store.MaxItemSizeLimit)
 		case "event_loops":
-			if arg == "off" {
+			switch arg {
+			case "off":
 				l.EventLoops = -1
-			} else {
+			case "auto":
+				l.EventLoops = 0
+			default:
 				l.EventLoops, err = parseCount(arg)
 			}
 		}

@@ -22,13 +22,13 @@ import (
 // before the next try.
 const (
 	tuneWindow    = 250 * time.Millisecond
-	saturatedBusy = 0.9  // a loop busy this share of a window is saturated
-	minIdleCPUs   = 0.2  // CPUs idle on average that a further loop could use
-	minGain       = 1.05 // a further loop stays if commands/s rise this much
-	quietBusy     = 0.5  // loops busy less than this in all: the load went away
-	shrinkBusy    = 0.5  // a loop goes when the others would be busy at most this
-	shrinkWindows = 4    // ... for this many windows in a row
-	growWindows   = 2    // loops saturated this many windows in a row get another
+	saturatedBusy = 0.9 // a loop busy this share of a window is saturated
+	minIdleCPUs   = 0.2 // CPUs idle on average that a further loop could use
+	minGain       = 1.1 // a further loop stays if commands/s rise this much
+	quietBusy     = 0.5 // loops busy less than this in all: the load went away
+	shrinkBusy    = 0.5 // a loop goes when the others would be busy at most this
+	shrinkWindows = 4   // ... for this many windows in a row
+	growWindows   = 3   // loops saturated this many windows in a row get another
 	minBackoff    = 2 * time.Second
 	maxBackoff    = time.Minute
 )
@@ -40,6 +40,7 @@ type tuner struct {
 	max, active int
 	phase       tunePhase
 	baseline    float64 // commands/s before the loop being tried
+	lastRate    float64 // commands/s in the window before
 	backoff     time.Duration
 	nextTry     time.Time
 	lowWindows  int
@@ -51,7 +52,8 @@ type tunePhase uint8
 const (
 	tuneSteady   tunePhase = iota
 	tuneSettling           // the window after a change mixes the loads before and after it
-	tuneTrying             // the window that decides whether the added loop stays
+	tuneTrying             // the first window with the added loop
+	tuneDeciding           // the second, which decides whether it stays
 )
 
 // tuneSample is what the loops did over one window.
@@ -74,8 +76,11 @@ func (t *tuner) step(s tuneSample) int {
 		t.phase = tuneTrying
 		return t.active
 	case tuneTrying:
+		t.phase, t.lastRate = tuneDeciding, s.rate
+		return t.active
+	case tuneDeciding:
 		t.phase = tuneSteady
-		if s.rate >= t.baseline*minGain {
+		if (t.lastRate+s.rate)/2 >= t.baseline*minGain {
 			t.backoff = minBackoff
 		} else {
 			t.active--
@@ -104,14 +109,15 @@ func (t *tuner) step(s tuneSample) int {
 		t.fullWindows = 0
 		return t.active
 	}
-	// The rate of the second full window is the baseline: the first may
-	// include the load's ramp-up.
+	// The baseline is the rate of the last two full windows: the first
+	// may include the load's ramp-up.
 	if t.fullWindows++; t.fullWindows >= growWindows && t.active < t.max && !s.at.Before(t.nextTry) {
-		t.baseline = s.rate
+		t.baseline = (t.lastRate + s.rate) / 2
 		t.active++
 		t.phase = tuneSettling
 		t.fullWindows = 0
 	}
+	t.lastRate = s.rate
 	return t.active
 }
 
@@ -231,8 +237,7 @@ func cpuTimes() (idle, total uint64) {
 // that each of them serves about as many: the loops past k give all of
 // theirs.
 func (e *eventLoops) resize(k int) {
-	e.active.Store(int32(k))
-	e.l.counters.eventLoops.Store(int32(k))
+	e.setActive(int32(k))
 	loads := make([]int32, len(e.loops))
 	var total int32
 	for i, lp := range e.loops {

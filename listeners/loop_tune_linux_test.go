@@ -4,6 +4,8 @@ package listeners
 
 import (
 	"fmt"
+	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,28 +46,38 @@ func (r *tunerRun) wait(d time.Duration, loops int) {
 	}
 }
 
+// try shows the tuner saturated windows with an idle CPU at rate 100
+// until it adds a loop, then windows at rate with that loop, and checks
+// that it keeps the loops it ends with.
+func (r *tunerRun) try(rate float64, want int) {
+	r.t.Helper()
+	loops := r.tu.active
+	for range growWindows - 1 { // the first may include the load's ramp-up
+		r.window(1, 100, 1, loops)
+	}
+	r.window(1, 100, 1, loops+1)
+	r.window(1, 2*rate, 1, loops+1) // settling: not counted
+	r.window(1, rate, 1, loops+1)
+	r.window(1, rate, 1, want)
+}
+
 func TestTunerKeepsALoopThatHelps(t *testing.T) {
 	r := newTunerRun(t, 2)
-	r.window(1, 100, 0.5, 1)  // saturated once: could be a burst
-	r.window(1, 100, 0.5, 2)  // twice: try a second loop
-	r.window(1, 120, 0.5, 2)  // settling
-	r.window(1, 110, 0.5, 2)  // +10%: it stays
-	r.window(1, 110, 0.5, 2)  // at max
+	r.try(115, 2)
+	r.window(1, 115, 1, 2)    // at max
 	r.window(0.5, 60, 1.0, 2) // the two loops would be busy 1.0 as one: no change
 }
 
 func TestTunerTakesBackALoopThatDoesNotHelp(t *testing.T) {
 	r := newTunerRun(t, 4)
-	r.window(1, 100, 0.5, 1)
-	r.window(1, 100, 0.5, 2)
-	r.window(1, 100, 0.5, 2)
-	r.window(1, 103, 0.5, 1) // +3%: taken back
+	r.try(105, 1) // +5%: taken back
 	r.wait(minBackoff-tuneWindow, 1)
-	r.window(1, 100, 0.5, 2) // the backoff has passed: tried again
-	r.window(1, 100, 0.5, 2)
-	r.window(1, 90, 0.5, 1)
+	r.window(1, 100, 1, 2) // the backoff has passed: tried again
+	r.window(1, 100, 1, 2)
+	r.window(1, 90, 1, 2)
+	r.window(1, 90, 1, 1)
 	r.wait(2*minBackoff-tuneWindow, 1) // the backoff doubled
-	r.window(1, 100, 0.5, 2)
+	r.window(1, 100, 1, 2)
 }
 
 func TestTunerNeedsAnIdleCPU(t *testing.T) {
@@ -74,15 +86,13 @@ func TestTunerNeedsAnIdleCPU(t *testing.T) {
 		r.window(1, 100, minIdleCPUs/2, 1)
 	}
 	r.window(1, 100, -1, 1) // unknown: the try tells
+	r.window(1, 100, -1, 1)
 	r.window(1, 100, -1, 2)
 }
 
 func TestTunerNeedsEveryLoopSaturated(t *testing.T) {
 	r := newTunerRun(t, 3)
-	r.window(1, 100, 1, 1)
-	r.window(1, 100, 1, 2)
-	r.window(1, 100, 1, 2)
-	r.window(1, 150, 1, 2)
+	r.try(150, 2)
 	s := tuneSample{busy: []float64{1, saturatedBusy - 0.1}, rate: 150, idleCPUs: 1}
 	for range 8 {
 		r.at = r.at.Add(tuneWindow)
@@ -95,10 +105,7 @@ func TestTunerNeedsEveryLoopSaturated(t *testing.T) {
 
 func TestTunerRemovesLoopsWhenTheLoadDrops(t *testing.T) {
 	r := newTunerRun(t, 2)
-	r.window(1, 100, 1, 1)
-	r.window(1, 100, 1, 2)
-	r.window(1, 100, 1, 2)
-	r.window(1, 150, 1, 2)
+	r.try(150, 2)
 	for range shrinkWindows - 1 {
 		r.window(0.2, 30, 1.5, 2)
 	}
@@ -113,13 +120,9 @@ func TestTunerRemovesLoopsWhenTheLoadDrops(t *testing.T) {
 // unless the load goes away in between (a new load gets its try).
 func TestTunerTriesPromptlyAfterAQuietSpell(t *testing.T) {
 	r := newTunerRun(t, 2)
-	r.window(1, 100, 1, 1)
-	r.window(1, 100, 1, 2)
-	r.window(1, 100, 1, 2)
-	r.window(1, 100, 1, 1)
+	r.try(100, 1)
 	r.window(0.1, 10, 1.8, 1)
-	r.window(1, 100, 1, 1)
-	r.window(1, 100, 1, 2)
+	r.try(120, 2)
 }
 
 // waitLoads waits until each loop serves the number of connections given.
@@ -143,6 +146,7 @@ func waitLoads(t *testing.T, l *Listener, want ...int32) {
 // TestLoopResizeMovesConnections moves connections between loops, one of
 // them in the middle of a command: each goes on as if nothing happened.
 func TestLoopResizeMovesConnections(t *testing.T) {
+	before := activeLoops.Load()
 	l := startListener(t, framedLineProtocol{&lineProtocol{}}, 2, 10, time.Minute)
 	clients := make([]*testClient, 6)
 	for i := range clients {
@@ -175,6 +179,13 @@ func TestLoopResizeMovesConnections(t *testing.T) {
 	}
 	if st := statsOf(t, l); st.EventLoops != 2 || st.CurrentConnections != 7 {
 		t.Errorf("stats show %d event loops and %d connections; want 2 and 7", st.EventLoops, st.CurrentConnections)
+	}
+	if got := activeLoops.Load() - before; got != 2 {
+		t.Errorf("%d loops counted active; want 2", got)
+	}
+	l.Stop()
+	if got := activeLoops.Load() - before; got != 0 {
+		t.Errorf("%d loops counted active after Stop; want 0", got)
 	}
 }
 
@@ -231,4 +242,50 @@ func TestLoopCloseWhileResizing(t *testing.T) {
 	for _, c := range clients[40:] {
 		c.expectClosed()
 	}
+}
+
+// TestLoopResizeUnderLoad moves pipelining connections between loops
+// over and over: every command is answered once, in order.
+func TestLoopResizeUnderLoad(t *testing.T) {
+	l := startListener(t, framedLineProtocol{&lineProtocol{}}, 2, 100, time.Minute)
+	done := make(chan struct{})
+	var resizer sync.WaitGroup
+	resizer.Go(func() {
+		for k := 1; ; k = 3 - k {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			l.loops.resize(k)
+			time.Sleep(200 * time.Microsecond)
+		}
+	})
+	const commands, burst = 3000, 30
+	var clients sync.WaitGroup
+	for i := range 8 {
+		c := dial(t, l)
+		clients.Go(func() {
+			for sent := 0; sent < commands; sent += burst {
+				var b strings.Builder
+				for j := sent; j < sent+burst; j++ {
+					fmt.Fprintf(&b, "c%d-%d\n", i, j)
+				}
+				if _, err := io.WriteString(c.conn, b.String()); err != nil {
+					t.Error(err)
+					return
+				}
+				for j := sent; j < sent+burst; j++ {
+					want := fmt.Sprintf("> c%d-%d\n", i, j)
+					if got, err := c.r.ReadString('\n'); err != nil || got != want {
+						t.Errorf("read %q, %v; want %q", got, err, want)
+						return
+					}
+				}
+			}
+		})
+	}
+	clients.Wait()
+	close(done)
+	resizer.Wait()
 }
