@@ -25,7 +25,6 @@ const (
 	saturatedBusy = 0.9 // a loop busy this share of a window is saturated
 	minIdleCPUs   = 0.2 // CPUs idle on average that a further loop could use
 	minGain       = 1.1 // a further loop stays if commands/s rise this much
-	quietBusy     = 0.5 // loops busy less than this in all: the load went away
 	shrinkBusy    = 0.5 // a loop goes when the others would be busy at most this
 	shrinkWindows = 4   // ... for this many windows in a row
 	growWindows   = 3   // loops saturated this many windows in a row get another
@@ -93,9 +92,6 @@ func (t *tuner) step(s tuneSample) int {
 	for _, b := range s.busy {
 		total += b
 		saturated = saturated && b >= saturatedBusy
-	}
-	if total < quietBusy { // a new load, whenever it comes, gets a prompt try
-		t.backoff, t.nextTry = minBackoff, time.Time{}
 	}
 	if t.active > 1 && total <= shrinkBusy*float64(t.active-1) {
 		if t.lowWindows++; t.lowWindows >= shrinkWindows {

@@ -116,13 +116,14 @@ func TestTunerRemovesLoopsWhenTheLoadDrops(t *testing.T) {
 	r.window(0.2, 30, 1.5, 1)
 }
 
-// TestTunerTriesPromptlyAfterAQuietSpell: a failed try delays the next,
-// unless the load goes away in between (a new load gets its try).
-func TestTunerTriesPromptlyAfterAQuietSpell(t *testing.T) {
+// TestTunerBackoffOutlastsAQuietSpell: a load that comes back after a
+// pause is most likely the same load, which a further loop did not help.
+func TestTunerBackoffOutlastsAQuietSpell(t *testing.T) {
 	r := newTunerRun(t, 2)
 	r.try(100, 1)
 	r.window(0.1, 10, 1.8, 1)
-	r.try(120, 2)
+	r.wait(minBackoff-2*tuneWindow, 1)
+	r.window(1, 100, 1, 2)
 }
 
 // waitLoads waits until each loop serves the number of connections given.
