@@ -144,17 +144,25 @@ func waitLoads(t *testing.T, l *Listener, want ...int32) {
 	}
 }
 
-// TestLoopResizeMovesConnections moves connections between loops, one of
-// them in the middle of a command: each goes on as if nothing happened.
-func TestLoopResizeMovesConnections(t *testing.T) {
-	before := activeLoops.Load()
-	l := startListener(t, framedLineProtocol{&lineProtocol{}}, 2, 10, time.Minute)
-	clients := make([]*testClient, 6)
+// greetedClients connects n clients, each of which has had a command
+// answered, so that a loop serves it.
+func greetedClients(t *testing.T, l *Listener, n int) []*testClient {
+	t.Helper()
+	clients := make([]*testClient, n)
 	for i := range clients {
 		clients[i] = dial(t, l)
 		clients[i].send("hello\n")
 		clients[i].expect("> hello\n")
 	}
+	return clients
+}
+
+// TestLoopResizeMovesConnections moves connections between loops, one of
+// them in the middle of a command: each goes on as if nothing happened.
+func TestLoopResizeMovesConnections(t *testing.T) {
+	before := activeLoops.Load()
+	l := startListener(t, framedLineProtocol{&lineProtocol{}}, 2, 10, time.Minute)
+	clients := greetedClients(t, l, 6)
 	waitLoads(t, l, 3, 3)
 	clients[0].send("par")
 	clients[5].send("par")
@@ -204,17 +212,9 @@ func serverConn(t *testing.T, l *Listener, c *testClient) tracked {
 	return nil
 }
 
-// TestLoopCloseWhileResizing closes connections while they move between
-// loops: from the loop that serves them (a command), from other goroutines
-// (net.Conn's Close) and by stopping the listener. Every one is closed.
-func TestLoopCloseWhileResizing(t *testing.T) {
-	l := startListener(t, framedLineProtocol{&lineProtocol{}}, 2, 100, time.Minute)
-	clients := make([]*testClient, 60)
-	for i := range clients {
-		clients[i] = dial(t, l)
-		clients[i].send("hello\n")
-		clients[i].expect("> hello\n")
-	}
+// keepResizing switches the listener between one loop and two every
+// interval until the function it returns is called.
+func keepResizing(l *Listener, every time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -225,9 +225,22 @@ func TestLoopCloseWhileResizing(t *testing.T) {
 			default:
 			}
 			l.loops.resize(k)
-			time.Sleep(50 * time.Microsecond)
+			time.Sleep(every)
 		}
 	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// TestLoopCloseWhileResizing closes connections while they move between
+// loops: from the loop that serves them (a command), from other goroutines
+// (net.Conn's Close) and by stopping the listener. Every one is closed.
+func TestLoopCloseWhileResizing(t *testing.T) {
+	l := startListener(t, framedLineProtocol{&lineProtocol{}}, 2, 100, time.Minute)
+	clients := greetedClients(t, l, 60)
+	stopResizing := keepResizing(l, 50*time.Microsecond)
 	for _, c := range clients[:20] {
 		c.send("CLOSE\n")
 		c.expect("> CLOSE\n")
@@ -238,8 +251,7 @@ func TestLoopCloseWhileResizing(t *testing.T) {
 		c.expectClosed()
 	}
 	l.Stop()
-	close(done)
-	wg.Wait()
+	stopResizing()
 	for _, c := range clients[40:] {
 		c.expectClosed()
 	}
@@ -249,19 +261,7 @@ func TestLoopCloseWhileResizing(t *testing.T) {
 // over and over: every command is answered once, in order.
 func TestLoopResizeUnderLoad(t *testing.T) {
 	l := startListener(t, framedLineProtocol{&lineProtocol{}}, 2, 100, time.Minute)
-	done := make(chan struct{})
-	var resizer sync.WaitGroup
-	resizer.Go(func() {
-		for k := 1; ; k = 3 - k {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			l.loops.resize(k)
-			time.Sleep(200 * time.Microsecond)
-		}
-	})
+	stopResizing := keepResizing(l, 200*time.Microsecond)
 	const commands, burst = 3000, 30
 	var clients sync.WaitGroup
 	for i := range 8 {
@@ -287,6 +287,5 @@ func TestLoopResizeUnderLoad(t *testing.T) {
 		})
 	}
 	clients.Wait()
-	close(done)
-	resizer.Wait()
+	stopResizing()
 }
