@@ -11,7 +11,7 @@ import (
 // goroutine of its own.
 type eventLoops struct{}
 
-func startEventLoops(*Listener, int) (*eventLoops, error) {
+func startEventLoops(*Listener, int, int) (*eventLoops, error) {
 	return nil, errors.New("event loops need Linux")
 }
 
