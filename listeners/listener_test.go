@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -455,9 +456,23 @@ func TestLoopCloseThroughSession(t *testing.T) {
 	a.expectClosed()
 	b.send("still\n")
 	b.expect("> still\n")
-	for i := 0; statsOf(t, l).CurrentConnections != 1; i++ {
-		if i == 1000 {
-			t.Fatalf("%d current connections; want 1", statsOf(t, l).CurrentConnections)
+	eventually(t, func() (bool, string) {
+		n := statsOf(t, l).CurrentConnections
+		return n == 1, fmt.Sprintf("%d current connections; want 1", n)
+	})
+}
+
+// eventually polls cond every millisecond for up to two seconds and fails
+// the test with what cond last said if it never holds.
+func eventually(t *testing.T, cond func() (ok bool, state string)) {
+	t.Helper()
+	for i := 0; ; i++ {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if i == 2000 {
+			t.Fatal(state)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -32,8 +32,7 @@ type eventLoops struct {
 	active atomic.Int32  // loops[:active] take new connections
 	done   chan struct{} // closed by stop
 
-	mu      sync.Mutex
-	counted int32 // this listener's share of activeLoops
+	mu      sync.Mutex // orders setActive and stop, for activeLoops
 	stopped bool
 }
 
@@ -42,14 +41,13 @@ var activeLoops atomic.Int32
 
 // setActive makes loops[:k] the ones that take new connections.
 func (e *eventLoops) setActive(k int32) {
-	e.active.Store(k)
-	e.l.counters.eventLoops.Store(k)
 	e.mu.Lock()
 	if !e.stopped {
-		activeLoops.Add(k - e.counted)
-		e.counted = k
+		activeLoops.Add(k - e.active.Load())
 	}
+	e.active.Store(k)
 	e.mu.Unlock()
+	e.l.counters.eventLoops.Store(k)
 }
 
 // eventLoop is one loop and the connections it serves.
@@ -139,8 +137,7 @@ func (e *eventLoops) stop() {
 	}
 	e.mu.Lock()
 	e.stopped = true
-	activeLoops.Add(-e.counted)
-	e.counted = 0
+	activeLoops.Add(-e.active.Load())
 	e.mu.Unlock()
 	close(e.done)
 	for _, lp := range e.loops {
@@ -239,15 +236,16 @@ const shortWait = 50 * time.Microsecond
 // quickWaitsMax bounds eventLoop.quickWaits both ways.
 const quickWaitsMax = 8
 
-// shortWaits is false once epoll_pwait2 (Linux 5.11) turned out missing or
-// forbidden.
-var shortWaits atomic.Bool
-
-func init() { shortWaits.Store(true) }
+// noShortWaits is set once epoll_pwait2 (Linux 5.11) turned out missing
+// or forbidden.
+var noShortWaits atomic.Bool
 
 // wait waits for events, up to timeout ms (-1: no limit).
 func (lp *eventLoop) wait(timeout int) (int, error) {
-	if lp.quickWaits > 0 && activeLoops.Load() >= lp.procs && shortWaits.Load() {
+	if activeLoops.Load() < lp.procs || noShortWaits.Load() {
+		return unix.EpollWait(lp.epfd, lp.events, timeout)
+	}
+	if lp.quickWaits > 0 {
 		if n := lp.waitShort(); n > 0 {
 			lp.quickWaits = min(lp.quickWaits+1, quickWaitsMax)
 			return n, nil
@@ -276,7 +274,7 @@ func (lp *eventLoop) waitShort() int {
 	case 0:
 		return int(n)
 	case unix.ENOSYS, unix.EPERM:
-		shortWaits.Store(false)
+		noShortWaits.Store(true)
 	}
 	return 0
 }

@@ -5,6 +5,7 @@ package listeners
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -129,19 +130,13 @@ func TestTunerBackoffOutlastsAQuietSpell(t *testing.T) {
 // waitLoads waits until each loop serves the number of connections given.
 func waitLoads(t *testing.T, l *Listener, want ...int32) {
 	t.Helper()
-	for i := 0; ; i++ {
+	eventually(t, func() (bool, string) {
 		got := make([]int32, len(l.loops.loops))
 		for j, lp := range l.loops.loops {
 			got[j] = lp.load.Load()
 		}
-		if fmt.Sprint(got) == fmt.Sprint(want) {
-			return
-		}
-		if i == 2000 {
-			t.Fatalf("loops serve %v connections; want %v", got, want)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return slices.Equal(got, want), fmt.Sprintf("loops serve %v connections; want %v", got, want)
+	})
 }
 
 // greetedClients connects n clients, each of which has had a command
