@@ -67,9 +67,7 @@ func Drive(t testing.TB, fc listeners.FramedConn, s *listeners.Session, f *Feed,
 		return err
 	}
 	for {
-		if f.released < len(f.input) {
-			f.released = min(f.released+chunk, len(f.input))
-		}
+		f.released = min(f.released+chunk, len(f.input))
 		_, err := s.R.Peek(s.R.Buffered() + 1)
 		atEOF := errors.Is(err, io.EOF)
 		for s.R.Buffered() > 0 {

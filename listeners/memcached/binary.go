@@ -241,7 +241,7 @@ func (c *conn) binAllowed(op byte) bool {
 	case opSASLList, opSASLAuth, opSASLStep, opVersion:
 		return true
 	}
-	return !c.s.AuthRequired() || c.s.Authenticated()
+	return c.s.Authenticated()
 }
 
 // requestShape reports whether plain opcode op is known and, if so,

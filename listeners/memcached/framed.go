@@ -29,15 +29,9 @@ func (c *conn) Serve() error {
 }
 
 func (c *conn) serve() error {
-	if err := c.chooseProtocol(); err != nil {
-		return endOfInput(err)
-	}
 	for {
-		if err := c.answer(); err != nil {
-			if errors.Is(err, errQuit) {
-				return nil
-			}
-			return endOfInput(err)
+		if err := c.ServeCommand(); err != nil {
+			return endOfInput(err) // a quit is io.EOF
 		}
 		if err := c.s.FlushIfIdle(); err != nil {
 			return err
@@ -120,11 +114,8 @@ func (c *conn) frameText(buf []byte) int {
 		}
 		return 0
 	}
-	line := buf[:i]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	if len(line) > max {
+	line, ok := trimLine(buf[:i], max)
+	if !ok {
 		return -1
 	}
 	data := c.dataLength(line)
@@ -134,35 +125,23 @@ func (c *conn) frameText(buf []byte) int {
 	return i + 1 + data
 }
 
-// maxStorageTokens is the most tokens a storage command line has: cas
-// <key> <flags> <exptime> <bytes> <cas unique> [tags=...] [noreply].
-const maxStorageTokens = 8
-
 // dataLength returns the length of the data block, \r\n included, that
 // follows a text command line: 0 for a command without one, -1 if the
 // command announces one but is refused before it is read (a malformed or
-// too large length, a wrong number of tokens), or is an auth token larger
-// than the limit.
+// too large length, a wrong number of arguments), or is an auth token
+// larger than the limit.
 func (c *conn) dataLength(line []byte) int {
-	// The first tokens, as tokenize splits them; n stops counting one past
-	// the array.
-	var t [maxStorageTokens][]byte
-	n := 0
-	for tok, rest := cutToken(line); len(tok) > 0 && n <= len(t); tok, rest = cutToken(rest) {
-		if n < len(t) {
-			t[n] = tok
-		}
-		n++
-	}
-	if n == 0 {
-		return 0
-	}
-	if c.s.AuthRequired() && !c.s.Authenticated() {
+	cmd, args := cutToken(line)
+	if !c.s.Authenticated() {
 		// As textAuth.
-		if n < 5 || string(t[0]) != "set" {
+		if string(cmd) != "set" {
 			return 0
 		}
-		size, ok := parseUint32(t[4])
+		n, length := countArgs(args, 3, 4)
+		if n < 4 {
+			return 0
+		}
+		size, ok := parseUint32(length)
 		switch {
 		case !ok:
 			return 0
@@ -171,27 +150,40 @@ func (c *conn) dataLength(line []byte) int {
 		}
 		return int(size) + 2
 	}
-	// As storage and metaSet: the token that holds the length, and the
-	// allowed numbers of tokens.
-	var lenTok, minToks, maxToks int
-	switch string(t[0]) {
+	// As storage and metaSet: the argument that holds the length, and the
+	// allowed numbers of arguments.
+	var lenArg, minArgs, maxArgs int
+	switch string(cmd) {
 	case "set", "add", "replace", "append", "prepend":
-		lenTok, minToks, maxToks = 4, 5, 7
+		lenArg, minArgs, maxArgs = 3, 4, 6
 	case "cas":
-		lenTok, minToks, maxToks = 4, 6, 8
+		lenArg, minArgs, maxArgs = 3, 5, 7
 	case "ms":
-		lenTok, minToks, maxToks = 2, 3, n
+		lenArg, minArgs, maxArgs = 1, 2, len(args) // any number of flags
 	default:
 		return 0
 	}
-	if n < minToks || n > maxToks {
+	n, length := countArgs(args, lenArg, maxArgs+1)
+	if n < minArgs || n > maxArgs {
 		return -1
 	}
-	vlen, ok := parseInt32(t[lenTok])
+	vlen, ok := parseInt32(length)
 	if !ok || vlen < 0 || int(vlen) > c.maxValueSize() {
 		return -1
 	}
 	return int(vlen) + 2
+}
+
+// countArgs counts the tokens of args, up to limit, and returns the one at
+// index i (nil if there are fewer).
+func countArgs(args []byte, i, limit int) (n int, arg []byte) {
+	for tok, rest := cutToken(args); len(tok) > 0 && n < limit; tok, rest = cutToken(rest) {
+		if n == i {
+			arg = tok
+		}
+		n++
+	}
+	return n, arg
 }
 
 // frameBinary measures a binary request: its header and body.

@@ -319,7 +319,11 @@ func (c *conn) metaSet() error {
 	n := int(vlen) + 2
 	var f metaFlags
 	if msg, _ := c.parseMeta(t[1], t[3:], &f); msg != "" {
-		return c.refuse(n, msg+"\r\n")
+		if err := c.swallow(n); err != nil {
+			return err
+		}
+		c.metaError(msg)
+		return nil
 	}
 	var mode store.Mode
 	switch f.mode {

@@ -48,7 +48,7 @@ func (c *conn) answerText() error {
 	}
 	c.tokenize(line)
 	c.noreply = false
-	if c.s.AuthRequired() && !c.s.Authenticated() {
+	if !c.s.Authenticated() {
 		err = c.textAuth()
 	} else {
 		err = c.textCommand()
@@ -95,14 +95,20 @@ func (c *conn) readLine() ([]byte, error) {
 			return nil, err
 		}
 	}
-	line := c.line[:len(c.line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	if len(line) > max {
+	line, ok := trimLine(c.line[:len(c.line)-1], max)
+	if !ok {
 		return nil, errLineTooLong
 	}
 	return line, nil
+}
+
+// trimLine drops a command line's \r and reports whether the line is at
+// most max bytes long.
+func trimLine(line []byte, max int) ([]byte, bool) {
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, len(line) <= max
 }
 
 // tokenize splits line at spaces, as memcached does (a tab is part of a
