@@ -15,11 +15,12 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// Snapshot format, version 1. A 16-byte header: the magic "TCSNAP", the
+// Snapshot format, version 2. A 16-byte header: the magic "TCSNAP", the
 // version (uint16), the compression (0 none, 1 zstd), 3 reserved bytes and
 // the CRC-32C of those 12 bytes. Then, compressed as a whole if so, a run of
 // chunks: length (uint32), CRC-32C of the payload (uint32), payload. The
-// first chunk holds sizing hints: the number of entries and of the keys of
+// first chunk holds sizing hints (version 1, written before the hints, has
+// none and is read too): the number of entries and of the keys of
 // each large tag when the snapshot began, so that loading can size its maps
 // once instead of growing them. The others hold whole records: key, value,
 // flags, absolute expiry (Unix ms), state (bit 0: stale) and tags, lengths
@@ -27,7 +28,7 @@ import (
 // number of records (uint64) and its CRC-32C. Integers are little-endian.
 const (
 	snapshotMagic   = "TCSNAP"
-	snapshotVersion = 1
+	snapshotVersion = 2
 	headerSize      = 16
 	chunkTarget     = 64 << 10
 	maxChunk        = MaxItemSizeLimit + MaxKeyLengthLimit + 1<<20
@@ -358,8 +359,9 @@ func (s *Store) ReadSnapshot(r io.Reader) (SnapshotStats, error) {
 	if string(header[:6]) != snapshotMagic || binary.LittleEndian.Uint32(header[12:]) != crc32.Checksum(header[:12], castagnoli) {
 		return st, fmt.Errorf("%w: not a tagcache snapshot", ErrCorruptSnapshot)
 	}
-	if v := binary.LittleEndian.Uint16(header[6:]); v != snapshotVersion {
-		return st, fmt.Errorf("%w: version %d, this build reads version %d", ErrCorruptSnapshot, v, snapshotVersion)
+	version := binary.LittleEndian.Uint16(header[6:])
+	if version < 1 || version > snapshotVersion {
+		return st, fmt.Errorf("%w: version %d, this build reads versions 1 to %d", ErrCorruptSnapshot, version, snapshotVersion)
 	}
 	var body io.Reader = bufio.NewReaderSize(cr, 1<<20)
 	switch header[8] {
@@ -376,7 +378,7 @@ func (s *Store) ReadSnapshot(r io.Reader) (SnapshotStats, error) {
 	}
 	var buf []byte
 	var records uint64
-	for hints := true; ; hints = false {
+	for hints := version >= 2; ; hints = false {
 		var hdr [8]byte
 		if _, err := io.ReadFull(body, hdr[:]); err != nil {
 			return st, fmt.Errorf("%w: truncated: %v", ErrCorruptSnapshot, err)

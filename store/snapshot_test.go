@@ -2,8 +2,10 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,6 +157,30 @@ func TestSnapshotRejectsDamage(t *testing.T) {
 			checkInvariants(t, dst)
 		})
 	}
+}
+
+// TestSnapshotVersion1 reads a snapshot as builds before the sizing hints
+// wrote it: version 1, no hints chunk.
+func TestSnapshotVersion1(t *testing.T) {
+	src, clock := newModelStore(t, Config{Shards: 8})
+	want := fillForSnapshot(t, src, clock.Load())
+	clock.Add(20)
+	var buf bytes.Buffer
+	if _, err := src.WriteSnapshot(&buf, CompressNone); err != nil {
+		t.Fatal(err)
+	}
+	v2 := buf.Bytes()
+	hints := 8 + int(binary.LittleEndian.Uint32(v2[headerSize:]))
+	v1 := append(slices.Clone(v2[:headerSize]), v2[headerSize+hints:]...)
+	binary.LittleEndian.PutUint16(v1[6:], 1)
+	binary.LittleEndian.PutUint32(v1[12:], crc32.Checksum(v1[:12], castagnoli))
+
+	dst, dclock := newModelStore(t, Config{Shards: 4})
+	dclock.Store(clock.Load())
+	if _, err := dst.ReadSnapshot(bytes.NewReader(v1)); err != nil {
+		t.Fatal(err)
+	}
+	checkLoaded(t, dst, want)
 }
 
 func TestSaveAndLoadFile(t *testing.T) {
