@@ -2,7 +2,6 @@ package store
 
 import (
 	"math"
-	"strconv"
 	"unsafe"
 )
 
@@ -156,7 +155,7 @@ func (s *Store) IncrBy(key string, delta int64, p Params) (int64, error) {
 		if old == nil {
 			n = delta
 		} else {
-			v, ok := parseCanonicalInt(old.value())
+			v, ok := ParseCanonicalInt(old.value())
 			if !ok {
 				return change{}, ErrNotNumeric
 			}
@@ -171,15 +170,44 @@ func (s *Store) IncrBy(key string, delta int64, p Params) (int64, error) {
 	return n, err
 }
 
-// parseCanonicalInt parses a signed 64-bit integer written as
-// strconv.FormatInt writes it.
-func parseCanonicalInt(b []byte) (int64, bool) {
-	v, err := strconv.ParseInt(aliasString(b), 10, 64)
-	if err != nil {
+// ParseCanonicalInt parses a signed 64-bit integer written as
+// strconv.FormatInt writes it, the rule of Redis's string2ll: no sign but
+// '-', no leading zeros, no spaces. IncrBy takes only such values.
+func ParseCanonicalInt(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 20 {
 		return 0, false
 	}
-	var buf [20]byte
-	return v, string(strconv.AppendInt(buf[:0], v, 10)) == aliasString(b)
+	if len(b) == 1 && b[0] == '0' {
+		return 0, true
+	}
+	neg := b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || b[0] < '1' || b[0] > '9' {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if v > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+	}
+	if neg {
+		if v > 1<<63 {
+			return 0, false
+		}
+		return -int64(v), true
+	}
+	if v > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(v), true
 }
 
 // aliasString views immutable stored bytes as a string without copying.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tagcache/caddy-tagcache/store"
 )
 
 // client is a connection as CLIENT LIST shows it. The registry is process
@@ -217,7 +219,7 @@ func (c *conn) clientList(args [][]byte) {
 			i++
 		case opt == "id" && i+1 < len(args):
 			for i++; i < len(args); i++ {
-				id, ok := parseInt(args[i])
+				id, ok := store.ParseCanonicalInt(args[i])
 				if !ok {
 					c.w.errorReply("ERR Invalid client ID")
 					return

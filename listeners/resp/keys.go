@@ -81,7 +81,7 @@ func (c *conn) expireGeneric(args [][]byte, unit int) {
 		c.w.errorReply("ERR GT and LT options at the same time are not compatible")
 		return
 	}
-	when, ok := parseInt(args[2])
+	when, ok := store.ParseCanonicalInt(args[2])
 	if !ok {
 		c.w.errorReply(errNotInteger)
 		return
@@ -345,7 +345,7 @@ func (c *conn) scan(args [][]byte) {
 		switch strings.ToUpper(string(args[i])) {
 		case "COUNT":
 			var ok bool
-			if count, ok = parseInt(args[i+1]); !ok {
+			if count, ok = store.ParseCanonicalInt(args[i+1]); !ok {
 				c.w.errorReply(errNotInteger)
 				return
 			}

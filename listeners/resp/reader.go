@@ -5,7 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"math"
+
+	"github.com/tagcache/caddy-tagcache/store"
 )
 
 // Limits of the request parser. Redis's own: an inline command or a header
@@ -157,7 +158,7 @@ func (p *reader) readArray() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, ok := parseInt(line[1:])
+	n, ok := store.ParseCanonicalInt(line[1:])
 	unauth := p.unauthenticated()
 	switch {
 	case !ok || n > maxArgs:
@@ -184,7 +185,7 @@ func (p *reader) readArray() (int, error) {
 			}
 			return 0, protocolError("expected '$', got '" + string([]byte{got}) + "'")
 		}
-		size, ok := parseInt(line[1:])
+		size, ok := store.ParseCanonicalInt(line[1:])
 		switch {
 		case !ok || size < 0 || size > int64(p.maxBulk):
 			return 0, protocolError("invalid bulk length")
@@ -259,7 +260,7 @@ func (p *reader) frameLength(buf []byte) int {
 	if pos <= 0 {
 		return pos
 	}
-	n, ok := parseInt(line[1:])
+	n, ok := store.ParseCanonicalInt(line[1:])
 	unauth := p.unauthenticated()
 	switch {
 	case !ok || n > maxArgs || unauth && n > unauthMaxArgs:
@@ -278,7 +279,7 @@ func (p *reader) frameLength(buf []byte) int {
 		if len(line) == 0 || line[0] != '$' {
 			return -1
 		}
-		size, ok := parseInt(line[1:])
+		size, ok := store.ParseCanonicalInt(line[1:])
 		if !ok || size < 0 || size > int64(p.maxBulk) || unauth && size > unauthMaxBulk ||
 			data+int(size) > p.maxCommand {
 			return -1
@@ -418,43 +419,4 @@ func unescape(c byte) byte {
 		return '\a'
 	}
 	return c
-}
-
-// parseInt parses a signed decimal as Redis's string2ll does: no sign but
-// '-', no leading zeros, no spaces, within int64.
-func parseInt(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 20 {
-		return 0, false
-	}
-	if len(b) == 1 && b[0] == '0' {
-		return 0, true
-	}
-	neg := b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	if len(b) == 0 || b[0] < '1' || b[0] > '9' {
-		return 0, false
-	}
-	var v uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if v > (math.MaxUint64-d)/10 {
-			return 0, false
-		}
-		v = v*10 + d
-	}
-	if neg {
-		if v > 1<<63 {
-			return 0, false
-		}
-		return -int64(v), true
-	}
-	if v > math.MaxInt64 {
-		return 0, false
-	}
-	return int64(v), true
 }

@@ -89,7 +89,7 @@ func (c *conn) hello(args [][]byte) {
 	ver := int64(0)
 	i := 1
 	if len(args) >= 2 {
-		v, ok := parseInt(args[1])
+		v, ok := store.ParseCanonicalInt(args[1])
 		switch {
 		case !ok:
 			c.w.errorReply("ERR Protocol version is not an integer or out of range")
@@ -173,7 +173,7 @@ func (c *conn) setProtocol(resp3 bool) {
 // error to reply on failure.
 func (c *conn) storeByArg(arg []byte) (*store.Store, int, string) {
 	names := c.s.App.StoreNames()
-	i, isIndex := parseInt(arg)
+	i, isIndex := store.ParseCanonicalInt(arg)
 	if !isIndex {
 		i = -1
 		for j, name := range names {

@@ -116,7 +116,7 @@ const (
 // does and returns the absolute Unix ms. cmd names the command in the
 // error.
 func (c *conn) expireArg(arg []byte, unit int, cmd string) (int64, error) {
-	ms, ok := parseInt(arg)
+	ms, ok := store.ParseCanonicalInt(arg)
 	if !ok {
 		return 0, replyError(errNotInteger)
 	}
@@ -448,8 +448,8 @@ func (c *conn) strlen(args [][]byte) {
 
 // getrange answers GETRANGE and SUBSTR with Redis's index rules.
 func (c *conn) getrange(args [][]byte) {
-	start, ok1 := parseInt(args[2])
-	end, ok2 := parseInt(args[3])
+	start, ok1 := store.ParseCanonicalInt(args[2])
+	end, ok2 := store.ParseCanonicalInt(args[3])
 	if !ok1 || !ok2 {
 		c.w.errorReply(errNotInteger)
 		return
@@ -480,7 +480,7 @@ func (c *conn) getrange(args [][]byte) {
 // setrange answers SETRANGE, which zero-pads and creates a missing key
 // unless the value is empty.
 func (c *conn) setrange(args [][]byte) {
-	offset, ok := parseInt(args[2])
+	offset, ok := store.ParseCanonicalInt(args[2])
 	if !ok {
 		c.w.errorReply(errNotInteger)
 		return
@@ -524,7 +524,7 @@ func (c *conn) incr(args [][]byte) { c.incrBy(args[1], 1) }
 func (c *conn) decr(args [][]byte) { c.incrBy(args[1], -1) }
 
 func (c *conn) incrby(args [][]byte) {
-	delta, ok := parseInt(args[2])
+	delta, ok := store.ParseCanonicalInt(args[2])
 	if !ok {
 		c.w.errorReply(errNotInteger)
 		return
@@ -533,7 +533,7 @@ func (c *conn) incrby(args [][]byte) {
 }
 
 func (c *conn) decrby(args [][]byte) {
-	delta, ok := parseInt(args[2])
+	delta, ok := store.ParseCanonicalInt(args[2])
 	switch {
 	case !ok:
 		c.w.errorReply(errNotInteger)
