@@ -1,6 +1,9 @@
 package listeners
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+)
 
 // FramedProtocol is implemented by protocols that a listener can answer
 // from its event loops instead of a goroutine per connection. On Linux, a
@@ -74,6 +77,28 @@ func NextFrameStep(n, buffered, size int) FrameStep {
 		return FrameWait
 	}
 	return FrameServe
+}
+
+// FrameLine finds the first line of buf as a line reader limited to max
+// bytes reads it. It returns the line without its line end (LF or CRLF)
+// and the length of the line with its end: 0 if the line is not complete
+// yet, -1 if it is longer than max.
+func FrameLine(buf []byte, max int) ([]byte, int) {
+	i := bytes.IndexByte(buf, '\n')
+	if i < 0 {
+		if len(buf) > max+1 { // too long already, unless its last byte is a CR before the LF
+			return nil, -1
+		}
+		return nil, 0
+	}
+	line := buf[:i]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	if len(line) > max {
+		return nil, -1
+	}
+	return line, i + 1
 }
 
 // ErrServeBlocking is returned by FramedConn.ServeCommand when the command

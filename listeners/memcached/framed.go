@@ -1,10 +1,11 @@
 package memcached
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
+
+	"github.com/tagcache/caddy-tagcache/listeners"
 )
 
 // A connection as a listeners.FramedConn. FrameLength measures a command
@@ -106,23 +107,15 @@ func (c *conn) FrameLength(buf []byte) int {
 // frameText measures a text command: its line, and the data block that
 // follows the line of a storage command.
 func (c *conn) frameText(buf []byte) int {
-	max := c.maxLineLength()
-	i := bytes.IndexByte(buf, '\n')
-	if i < 0 {
-		if len(buf) > max+1 {
-			return -1 // readLine refuses it before the newline comes
-		}
-		return 0
-	}
-	line, ok := trimLine(buf[:i], max)
-	if !ok {
-		return -1
+	line, end := listeners.FrameLine(buf, c.maxLineLength())
+	if end <= 0 {
+		return end
 	}
 	data := c.dataLength(line)
 	if data < 0 {
 		return -1
 	}
-	return i + 1 + data
+	return end + data
 }
 
 // dataLength returns the length of the data block, \r\n included, that

@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/tagcache/caddy-tagcache/auth"
+	"github.com/tagcache/caddy-tagcache/listeners"
 	"github.com/tagcache/caddy-tagcache/store"
 )
 
@@ -95,20 +96,11 @@ func (c *conn) readLine() ([]byte, error) {
 			return nil, err
 		}
 	}
-	line, ok := trimLine(c.line[:len(c.line)-1], max)
-	if !ok {
+	line, n := listeners.FrameLine(c.line, max)
+	if n < 0 {
 		return nil, errLineTooLong
 	}
 	return line, nil
-}
-
-// trimLine drops a command line's \r and reports whether the line is at
-// most max bytes long.
-func trimLine(line []byte, max int) ([]byte, bool) {
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	return line, len(line) <= max
 }
 
 // tokenize splits line at spaces, as memcached does (a tab is part of a

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 
+	"github.com/tagcache/caddy-tagcache/listeners"
 	"github.com/tagcache/caddy-tagcache/store"
 )
 
@@ -101,10 +102,7 @@ func (p *reader) readFramed() ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.argv = p.argv[:0]
-	for _, s := range p.framedSpans {
-		p.argv = append(p.argv, buf[s.start:s.end:s.end])
-	}
+	p.argv = appendArgs(p.argv[:0], buf, p.framedSpans)
 	_, err = p.r.Discard(p.framed)
 	p.framed = 0
 	if len(p.argv) == 0 {
@@ -116,11 +114,16 @@ func (p *reader) readFramed() ([][]byte, error) {
 // args turns the spans into slices of buf; buf may have moved while the
 // command was read, so the slices are made at the end.
 func (p *reader) args() [][]byte {
-	p.argv = p.argv[:0]
-	for _, s := range p.spans {
-		p.argv = append(p.argv, p.buf[s.start:s.end:s.end])
-	}
+	p.argv = appendArgs(p.argv[:0], p.buf, p.spans)
 	return p.argv
+}
+
+// appendArgs appends the arguments at spans of buf to argv.
+func appendArgs(argv [][]byte, buf []byte, spans []span) [][]byte {
+	for _, s := range spans {
+		argv = append(argv, buf[s.start:s.end:s.end])
+	}
+	return argv
 }
 
 // readLine returns the next line without its CRLF (a bare LF ends a line
@@ -265,11 +268,12 @@ func (p *reader) frameLength(buf []byte) int {
 	switch {
 	case !ok || n > maxArgs || unauth && n > unauthMaxArgs:
 		return -1
-	case n <= 0:
-		p.framed, p.framedSpans = pos, p.framedSpans[:0]
-		return pos
 	}
 	p.framedSpans = p.framedSpans[:0]
+	if n <= 0 {
+		p.framed = pos
+		return pos
+	}
 	data := 0 // the arguments' bytes, which maxCommand bounds
 	for range n {
 		line, next := p.frameLine(buf, pos)
@@ -306,25 +310,11 @@ func (p *reader) frameLength(buf []byte) int {
 // the offset is 0 if the line is not complete yet and -1 if it is longer
 // than maxLine.
 func (p *reader) frameLine(buf []byte, start int) ([]byte, int) {
-	if start >= len(buf) {
-		return nil, 0
+	line, n := listeners.FrameLine(buf[min(start, len(buf)):], p.maxLine)
+	if n > 0 {
+		n += start
 	}
-	i := bytes.IndexByte(buf[start:], '\n')
-	if i < 0 {
-		// Too long already, unless its last byte is a CR before the LF.
-		if len(buf)-start-1 > p.maxLine {
-			return nil, -1
-		}
-		return nil, 0
-	}
-	line := buf[start : start+i]
-	if len(line) > 0 && line[len(line)-1] == '\r' {
-		line = line[:len(line)-1]
-	}
-	if len(line) > p.maxLine {
-		return nil, -1
-	}
-	return line, start + i + 1
+	return line, n
 }
 
 // splitArgs splits an inline command line as Redis's sdssplitargs does:
