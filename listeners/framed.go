@@ -26,7 +26,8 @@ type FramedProtocol interface {
 // FramedConn is one connection of a FramedProtocol.
 type FramedConn interface {
 	// FrameLength measures the command at the start of buf without
-	// consuming it or changing any state:
+	// consuming it or changing what the connection answers (it may keep
+	// what it measured for the ServeCommand that reads those bytes):
 	//   - n > 0 and n <= len(buf): the first n bytes are one whole command,
 	//     and ServeCommand will read exactly those n bytes;
 	//   - n > len(buf): the command is n bytes long, and not all here yet;

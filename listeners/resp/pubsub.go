@@ -47,7 +47,6 @@ type subscriber struct {
 	pending []byte
 	spare   []byte // the other of the two buffers pending swaps with
 	closed  bool
-	started bool // the delivery goroutine runs
 	wake    chan struct{}
 	stop    chan struct{}
 	stopped chan struct{}
@@ -72,10 +71,11 @@ func (c *conn) subscriberOf() *subscriber {
 }
 
 // startDelivery starts the subscriber's delivery goroutine, if the
-// connection has a subscriber and is served by Serve.
+// connection has a subscriber and is served by Serve. It runs when both
+// first hold (the subscriber is made once, and Serve is entered once), so
+// the goroutine runs exactly when the connection is blocking.
 func (c *conn) startDelivery() {
-	if c.sub != nil && c.blocking && !c.sub.started {
-		c.sub.started = true
+	if c.sub != nil && c.blocking {
 		go c.sub.deliverLoop()
 	}
 }
@@ -166,7 +166,7 @@ func (s *subscriber) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	if !s.started {
+	if !s.c.blocking { // no delivery goroutine
 		return
 	}
 	close(s.stop)
