@@ -112,16 +112,22 @@ start() {
 	wait_port "$name" "$!" "$port"
 }
 
+# SERVER_CPUS and CLIENT_CPUS, when set, are taskset CPU lists that the
+# servers started next and the load generators are confined to.
+SERVER_CPUS=""
+CLIENT_CPUS=""
+on_cpus() { if [[ -n $1 ]]; then echo taskset -c "$1"; fi; }
+
 # start_caddy NAME PORT CADDYFILE-TEXT: GOMAXPROCS unset, data and config in
 # the work directory.
 start_caddy() {
 	printf '%s\n' "$3" >"$WORK/$1.Caddyfile"
-	start "$1" "$2" env -u GOMAXPROCS XDG_DATA_HOME="$WORK/$1.data" XDG_CONFIG_HOME="$WORK/$1.config" \
+	start "$1" "$2" $(on_cpus "$SERVER_CPUS") env -u GOMAXPROCS XDG_DATA_HOME="$WORK/$1.data" XDG_CONFIG_HOME="$WORK/$1.config" \
 		"$WORK/bin/caddy" run --adapter caddyfile --config "$WORK/$1.Caddyfile"
 }
 
 start_memcached() {
-	start memcached "$PORT_MEMCACHED" memcached -u nobody -l 127.0.0.1 -p "$PORT_MEMCACHED" -t 2 -m 1024 -c 4096 -U 0
+	start memcached "$PORT_MEMCACHED" $(on_cpus "$SERVER_CPUS") memcached -u nobody -l 127.0.0.1 -p "$PORT_MEMCACHED" -t 2 -m 1024 -c 4096 -U 0
 }
 
 # The pid and its children (varnishd's worker is a child of its manager).
@@ -162,7 +168,7 @@ record() {
 tcbench() {
 	local case=$1 server=$2 round=$3 pid=$4 addr=$5 out
 	shift 5
-	out=$("$WORK/bin/tagcache-bench" -addr "$addr" -server-pid "$pid" -duration "${DURATION}s" "$@") ||
+	out=$($(on_cpus "$CLIENT_CPUS") "$WORK/bin/tagcache-bench" -addr "$addr" -server-pid "$pid" -duration "${DURATION}s" "$@") ||
 		die "tagcache-bench against $server failed: $out"
 	echo "$out" >>"$WORK/raw.txt"
 	record "$case" "$server" "$round" \
@@ -338,18 +344,40 @@ workload_memcached() {
 		memcaslap_run "memcaslap $value B" tagcache "$tagcache_PID" "127.0.0.1:$PORT_TC_MEMCACHED" "$value"
 		memcaslap_run "memcaslap $value B" memcached "$memcached_PID" "127.0.0.1:$PORT_MEMCACHED" "$value"
 	done
+	rss_table tagcache "$tagcache_PID" memcached "$memcached_PID" >"$WORK/memcached-rss.md"
+	stop_servers
+	# The same load with the servers on one CPU and the load generator on
+	# another, as when they run on separate machines: what the servers do
+	# with a CPU, without the scheduler's sharing of both CPUs among all.
+	local split=""
+	if [[ $(nproc) -ge 2 ]]; then
+		split="; servers on CPU 1, tagcache-bench on CPU 0"
+		SERVER_CPUS=1 CLIENT_CPUS=0
+		start_caddy tagcache "$PORT_TC_MEMCACHED" "$(tagcache_listen_config memcached "$PORT_TC_MEMCACHED")"
+		start_memcached
+		for value in 32 1024; do
+			case="$value B, pipeline 1$split"
+			for round in $(seq "$ROUNDS"); do
+				log "$case, round $round"
+				tcbench "$case" tagcache "$round" "$tagcache_PID" "127.0.0.1:$PORT_TC_MEMCACHED" -proto memcached -conns 50 -keys 10000 -value "$value" -ratio 1:10 -pipeline 1
+				tcbench "$case" memcached "$round" "$memcached_PID" "127.0.0.1:$PORT_MEMCACHED" -proto memcached -conns 50 -keys 10000 -value "$value" -ratio 1:10 -pipeline 1
+			done
+		done
+		stop_servers
+		SERVER_CPUS="" CLIENT_CPUS=""
+	fi
 	{
 		echo "Both servers: 1 GiB memory budget (tagcache \`max_memory 1GiB\` with \`listen memcached\`, Caddy with GOMAXPROCS unset;"
 		echo "\`memcached -t 2 -m 1024 -c 4096\`). Load: \`tagcache-bench -proto memcached -conns 50 -keys 10000 -ratio 1:10 -duration ${DURATION}s\`"
 		echo "with the value size and pipeline of each case, the keys set once before each run; servers alternated, $ROUNDS rounds, medians."
 		echo "memcaslap: \`memcaslap -T 2 -c 50 -t ${DURATION}s\` with 16-byte keys and a 1:10 set:get config, one run each (it reports throughput only)."
+		[[ -z $split ]] || echo "The cases marked \"$split\" start both servers afresh under \`taskset -c 1\` (so Caddy runs with GOMAXPROCS 1) and the load under \`taskset -c 0\`; the peak RSS is of the servers of the other cases."
 		echo "Ratios are tagcache / memcached: above 1 is better for ops/s, below 1 is better for the others."
 		echo
 		table
 		echo
-		rss_table tagcache "$tagcache_PID" memcached "$memcached_PID"
+		cat "$WORK/memcached-rss.md"
 	} >"$WORK/memcached.md"
-	stop_servers
 	write_result memcached "tagcache vs memcached 1.6 over the memcached protocol"
 }
 
