@@ -92,7 +92,7 @@ type Listener struct {
 	// replies at once, or enters pub/sub, moves to a goroutine of its own.
 	// 0 starts with one loop and adds loops, up to GOMAXPROCS, while every
 	// loop is busy, a CPU is idle and another loop raises the commands
-	// answered per second (and removes them when the load drops); a count
+	// answered per second (and removes them after 30 s of low load); a count
 	// runs that many loops from the start; -1 serves every connection from
 	// a goroutine of its own. Default: 0.
 	EventLoops int `json:"event_loops,omitempty"`

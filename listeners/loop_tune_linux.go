@@ -26,8 +26,11 @@ const (
 	minIdleCPUs   = 0.2 // CPUs idle on average that a further loop could use
 	minGain       = 1.1 // a further loop stays if commands/s rise this much
 	shrinkBusy    = 0.5 // a loop goes when the others would be busy at most this
-	shrinkWindows = 4   // ... for this many windows in a row
-	growWindows   = 3   // loops saturated this many windows in a row get another
+	// ... for this many windows in a row (30 s): a load that pauses for
+	// less finds its loops when it comes back, rather than growing them
+	// again, which takes about 0.8 s at the smaller count.
+	shrinkWindows = 120
+	growWindows   = 3 // loops saturated this many windows in a row get another
 	minBackoff    = 2 * time.Second
 	maxBackoff    = time.Minute
 )
