@@ -295,15 +295,18 @@ machine() {
 
 # write_result NAME TITLE: the result file from the tables in $WORK/NAME.md.
 write_result() {
-	local file
+	local file about
 	file="$RESULTS/$(date -u +%Y-%m-%d)-$1.md"
+	# Before the file is opened: overwriting a committed result would make
+	# git describe report the tree as dirty.
+	about=$(machine)
 	mkdir -p "$RESULTS"
 	{
 		echo "# $2"
 		echo
 		echo "Command: \`$COMMAND\` ($(date -u '+%Y-%m-%d %H:%M UTC'))"
 		echo
-		machine
+		echo "$about"
 		echo
 		cat "$WORK/$1.md"
 		if [[ -s $WORK/runs.tsv ]]; then
