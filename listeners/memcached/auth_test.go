@@ -1,6 +1,7 @@
 package memcached
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -111,6 +112,36 @@ func TestBinarySASL(t *testing.T) {
 	nc, r = srv.dialBinary(t)
 	if got := binExchange(t, nc, r, binReq{op: opGet, key: []byte("k"), opaque: 1}); got != `op00 st20 cas0 o1 x"" k"" v"Auth failure."`+"\n<closed>" {
 		t.Fatalf("unauthenticated get: %s", got)
+	}
+	// As in memcached, every SASL command logs the client out first, even
+	// one that fails; a mechanism name over 32 bytes is refused before
+	// that, and the connection stays.
+	nc, r = srv.dialBinary(t)
+	for _, tc := range []struct {
+		reqs []binReq
+		want string
+	}{
+		{[]binReq{saslAuth("admin", "admin"), {op: opSASLAuth, key: bytes.Repeat([]byte("P"), 33), value: []byte("x"), opaque: 1}, {op: opGet, key: []byte("k"), opaque: 2}},
+			`op21 st00 cas0 o7 x"" k"" v"Authenticated"` + "\n" + `op21 st04 cas0 o1 x"" k"" v"Invalid arguments"` + "\n" + `op00 st00 cas o2 x"\x00\x00\x00\x00" k"" v"v"`},
+		{[]binReq{{op: opSASLList, opaque: 3}, {op: opGet, key: []byte("k"), opaque: 4}},
+			`op20 st00 cas0 o3 x"" k"" v"PLAIN"` + "\n" + `op00 st20 cas0 o4 x"" k"" v"Auth failure."` + "\n<closed>"},
+	} {
+		if got := binExchange(t, nc, r, tc.reqs...); got != tc.want {
+			t.Errorf("%+v:\n got %s\nwant %s", tc.reqs, got, tc.want)
+		}
+		nc, r = srv.dialBinary(t)
+	}
+	for _, fail := range []binReq{saslAuth("admin", "wrong"), {op: opSASLStep, key: []byte("PLAIN"), value: []byte("x"), opaque: 7}} {
+		got := binExchange(t, nc, r, saslAuth("admin", "admin"), fail, binReq{op: opGet, key: []byte("k"), opaque: 8})
+		want := `op21 st00 cas0 o7 x"" k"" v"Authenticated"` + "\n" + fmt.Sprintf(`op%02x st20 cas0 o7 x"" k"" v"Auth failure."`, fail.op) + "\n" + `op00 st20 cas0 o8 x"" k"" v"Auth failure."` + "\n<closed>"
+		if got != want {
+			t.Errorf("after %+v:\n got %s\nwant %s", fail, got, want)
+		}
+		nc, r = srv.dialBinary(t)
+	}
+	// Authentication is checked before the key's length, as memcached does.
+	if got := binExchange(t, nc, r, binReq{op: opGet, key: bytes.Repeat([]byte("k"), 251), opaque: 1}); got != `op00 st20 cas0 o1 x"" k"" v"Auth failure."`+"\n<closed>" {
+		t.Fatalf("unauthenticated long key: %s", got)
 	}
 	// Without auth, SASL is an unknown command, as in a memcached without SASL.
 	nc, r = startServer(t, serverOptions{}).dialBinary(t)

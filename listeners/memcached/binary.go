@@ -17,6 +17,9 @@ const (
 	magicRequest  = 0x80
 	magicResponse = 0x81
 	headerLen     = 24
+	// maxBodyLen is memcached's bound on a request body (its
+	// ITEM_SIZE_MAX_UPPER_LIMIT): a longer one ends the connection.
+	maxBodyLen = 1 << 30
 )
 
 // Opcodes.
@@ -171,6 +174,10 @@ func (c *conn) readRequest(q *request) error {
 		c.binError(q, statusUnknown)
 		return errProtocol
 	}
+	if bodyLen > maxBodyLen {
+		c.binError(q, statusInvalid)
+		return errProtocol
+	}
 	n := extLen + keyLen
 	if err := c.await(n); err != nil {
 		return err
@@ -188,12 +195,12 @@ func (c *conn) readRequest(q *request) error {
 
 // binaryCommand answers one request.
 func (c *conn) binaryCommand(q *request) error {
-	if len(q.key) > c.maxKeyLength() {
-		c.binError(q, statusInvalid)
-		return errProtocol
-	}
 	if !c.binAllowed(q.op) {
 		c.binError(q, statusAuthError)
+		return errProtocol
+	}
+	if len(q.key) > c.maxKeyLength() {
+		c.binError(q, statusInvalid)
 		return errProtocol
 	}
 	switch known, valid := requestShape(q.op, len(q.extras), len(q.key), q.valueLen); {
@@ -547,24 +554,34 @@ func (c *conn) binStats(q *request) {
 const saslMechanisms = "PLAIN"
 
 // binSASLList answers SASL List Mechs. Without auth, memcached has no SASL
-// and does not know the command.
+// and does not know the command. As in memcached, every SASL command
+// starts a new authentication: the client is logged out.
 func (c *conn) binSASLList(q *request) {
 	if !c.s.AuthRequired() {
 		c.binError(q, statusUnknown)
 		return
 	}
+	c.s.Deauthenticate()
 	c.binHeader(q, statusOK, 0, 0, len(saslMechanisms), 0)
 	c.w.WriteString(saslMechanisms)
 }
 
+// maxSASLMechLen is memcached's bound on a SASL mechanism name.
+const maxSASLMechLen = 32
+
 // binSASLAuth answers SASL Auth with the PLAIN mechanism. PLAIN has no
-// second step, so SASL Step always fails.
+// second step, so SASL Step always fails. Either logs the client out
+// first, even when it fails, as memcached does.
 func (c *conn) binSASLAuth(q *request) error {
 	n := q.valueLen
 	switch {
 	case !c.s.AuthRequired():
 		return c.binRefuse(q, statusUnknown, statusText[statusUnknown])
-	case q.op == opSASLStep || string(q.key) != saslMechanisms || n > maxAuthPayload:
+	case len(q.key) > maxSASLMechLen:
+		return c.binRefuse(q, statusInvalid, statusText[statusInvalid])
+	}
+	c.s.Deauthenticate()
+	if q.op == opSASLStep || string(q.key) != saslMechanisms || n > maxAuthPayload {
 		c.m.shared.counters.authErrors.Add(1)
 		return c.binRefuse(q, statusAuthError, statusText[statusAuthError])
 	}

@@ -191,7 +191,7 @@ func (c *conn) frameBinary(buf []byte) int {
 	keyLen, extLen := int(binary.BigEndian.Uint16(buf[2:])), int(buf[4])
 	bodyLen := int(binary.BigEndian.Uint32(buf[8:]))
 	value := bodyLen - extLen - keyLen
-	if value < 0 || keyLen > c.maxKeyLength() || !c.binAllowed(op) {
+	if value < 0 || bodyLen > maxBodyLen || keyLen > c.maxKeyLength() || !c.binAllowed(op) {
 		return -1 // answered with an error that ends the connection
 	}
 	known, valid := requestShape(op, extLen, keyLen, value)
