@@ -114,6 +114,9 @@ var compareScripts = [][]string{
 	{"ms w 1\r\nx\r\n", "mg w c\r\n", "ms w 1 C1 I\r\ny\r\n", "ms w 1 I\r\ny\r\n", "ms w 1 C999999999999 I\r\ny\r\n", "ms w 1 Fx\r\ny\r\n", "ms w 1 T9x\r\ny\r\n", "ms w 1 MAA\r\ny\r\n", "mg w v\r\n"},
 	{"ma a N100 J5 t v\r\n", "ma a T0 t v\r\n", "ma a D18446744073709551615 v\r\n", "ma a Dx\r\n", "ma a Jx N0\r\n", "ma a C1\r\n", "ma a k Oz q\r\n", "ma a k Oz MD v\r\n"},
 	{"md nope q\r\n", "md nope C5\r\n", "ms y 1\r\nx\r\n", "md y I q\r\n", "mg y v c\r\n", "md y Zz\r\n", "md y q k\r\n", "mg y\r\n"},
+	{"ms kk 1\r\nx\r\n", "mg YQ b v\r\n", "ms YQ 1 b\r\nx\r\n", "mg YWJjZA b k\r\n", "ma kk b\r\n", "ma kk Dx b\r\n", "me !!!! b\r\n", "me YQ b\r\n"},
+	{"mg a " + strings.Repeat("v ", 20) + "\r\n", "mg n O1 T0 Nx O123 c\r\n", "mg a O" + strings.Repeat("o", 40) + " T3600 Oopaque\r\n", "mg a O" + strings.Repeat("o", 40) + " z\r\n", "mg a Tx Dx\r\n", "mg a Dx Tx\r\n", "mg kk b Tx\r\n", "mg kk Tx b\r\n"},
+	{"ms a 1 Fx Tx\r\nx\r\n", "ms a 1 Tx Fx\r\nx\r\n", "ms a 1 Fx\r\nx\r\n", "ms a 1 Fx b\r\nx\r\n", "mg a k O" + strings.Repeat("o", 40) + "\r\n"},
 	{"get a\r\n", "GET / HTTP/1.1\r\n"},
 	{"ms big 2000000\r\n" + strings.Repeat("x", 2000000) + "\r\n", "mg big v\r\n", "ms c 3\r\nabcde\r\n", "mg c v\r\n"},
 }

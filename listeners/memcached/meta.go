@@ -25,6 +25,10 @@ type metaFlags struct {
 	key []byte
 
 	b, q, v, u, invalidate, clearValue bool
+	// bAt is the index of the b flag; longOpaque records an O token over
+	// maxOpaque.
+	bAt        int
+	longOpaque bool
 
 	hasC, hasT, hasN, hasR, hasG bool
 	cas, newCAS                  uint64 // C, E
@@ -35,34 +39,60 @@ type metaFlags struct {
 	tagList                      []byte // G
 }
 
+// maxMetaTokens bounds a meta command's tokens, command and key included,
+// as memcached's MFLAG_MAX_OPT_LENGTH does.
+const maxMetaTokens = 20
+
 // parseMeta parses a meta command's key and flag tokens into f. It returns
-// the error reply (without \r\n) if they are invalid; flagErr tells a bad
-// flag from a bad key.
+// the error reply (without \r\n) if they are invalid; flagErr tells an
+// error of memcached's flag pass (a bad flag, or with b a key that is not
+// base64) from a bad key or opaque.
 func (c *conn) parseMeta(key []byte, toks [][]byte, f *metaFlags) (msg string, flagErr bool) {
 	if len(key) > c.maxKeyLength() {
 		return "CLIENT_ERROR bad command line format", false
 	}
-	if msg := f.parse(toks); msg != "" {
+	if len(c.toks) > maxMetaTokens {
+		return "CLIENT_ERROR options flags are too long", true
+	}
+	msg, at, immediate := f.parse(toks)
+	if immediate {
 		return msg, true
 	}
-	f.key, msg = c.metaKey(key, f.b)
-	return msg, false
+	var keyMsg string
+	f.key, keyMsg = c.metaKey(key, f.b)
+	switch {
+	case keyMsg != "" && f.b && f.bAt > at:
+		// memcached decodes the key at the b flag: the last error wins.
+		return keyMsg, true
+	case msg != "":
+		return msg, true
+	case keyMsg != "":
+		return keyMsg, false
+	case f.longOpaque:
+		return "CLIENT_ERROR opaque token too long", false
+	}
+	return "", false
 }
 
-// parse parses the flag tokens into f.
-func (f *metaFlags) parse(toks [][]byte) string {
+// parse parses the flag tokens into f. As memcached does, it stops at a
+// duplicate or unknown flag (immediate), and otherwise goes on to the end,
+// so that the error is the last bad flag argument's, at index at. A bad F
+// gives memcached's default message unless another error follows: its at
+// is -1, as when there is no error.
+func (f *metaFlags) parse(toks [][]byte) (msg string, at int, immediate bool) {
 	*f = metaFlags{toks: toks, delta: 1}
+	at = -1
 	var seen [2]uint64
-	for _, tok := range toks {
+	for i, tok := range toks {
 		o, arg := tok[0], tok[1:]
 		if o >= 127 || seen[o>>6]&(1<<(o&63)) != 0 {
-			return "CLIENT_ERROR duplicate flag"
+			return "CLIENT_ERROR duplicate flag", -1, true
 		}
 		seen[o>>6] |= 1 << (o & 63)
-		var ok = true
+		ok, bad := true, "CLIENT_ERROR bad token in command line format"
 		switch o {
 		case 'b':
-			f.b = true
+			f.b, f.bAt = true, i
 		case 'q':
 			f.q = true
 		case 'v':
@@ -76,9 +106,8 @@ func (f *metaFlags) parse(toks [][]byte) string {
 		case 'k', 's', 't', 'c', 'f', 'h', 'l', 'g', 'P', 'L':
 			// Reply flags, or proxy hints memcached ignores.
 		case 'O':
-			if len(tok) > maxOpaque {
-				return "CLIENT_ERROR opaque token too long"
-			}
+			// Checked once the flags are good, as memcached does.
+			f.longOpaque = f.longOpaque || len(tok) > maxOpaque
 		case 'N':
 			f.hasN = true
 			f.vivifyTTL, ok = parseInt32(arg)
@@ -94,32 +123,31 @@ func (f *metaFlags) parse(toks [][]byte) string {
 		case 'E':
 			f.newCAS, ok = parseUint64(arg)
 		case 'F':
-			if f.flags, ok = parseUint32(arg); !ok {
-				return "CLIENT_ERROR bad command line format"
+			var okFlags bool
+			if f.flags, okFlags = parseUint32(arg); !okFlags && msg == "" {
+				msg = "CLIENT_ERROR bad command line format"
 			}
 		case 'M':
-			if len(arg) != 1 {
-				return "CLIENT_ERROR incorrect length for M token"
+			if ok = len(arg) == 1; ok {
+				f.mode = arg[0]
 			}
-			f.mode = arg[0]
+			bad = "CLIENT_ERROR incorrect length for M token"
 		case 'J':
-			if f.initial, ok = parseUint64(arg); !ok {
-				return "CLIENT_ERROR invalid numeric initial value"
-			}
+			f.initial, ok = parseUint64(arg)
+			bad = "CLIENT_ERROR invalid numeric initial value"
 		case 'D':
-			if f.delta, ok = parseUint64(arg); !ok {
-				return "CLIENT_ERROR invalid numeric delta value"
-			}
+			f.delta, ok = parseUint64(arg)
+			bad = "CLIENT_ERROR invalid numeric delta value"
 		case 'G':
 			f.hasG, f.tagList = true, arg
 		default:
-			return "CLIENT_ERROR invalid flag"
+			return "CLIENT_ERROR invalid flag", -1, true
 		}
 		if !ok {
-			return "CLIENT_ERROR bad token in command line format"
+			msg, at = bad, i
 		}
 	}
-	return ""
+	return msg, at, false
 }
 
 // metaKey validates a meta command's key, decoding it with b64.
@@ -130,12 +158,9 @@ func (c *conn) metaKey(key []byte, b64 bool) ([]byte, string) {
 		}
 		return key, ""
 	}
-	enc := base64.StdEncoding
-	if len(key)%4 != 0 {
-		enc = base64.RawStdEncoding
-	}
+	// Padded, as memcached's decoder wants it.
 	var err error
-	c.keyBuf, err = enc.AppendDecode(c.keyBuf[:0], key)
+	c.keyBuf, err = base64.StdEncoding.AppendDecode(c.keyBuf[:0], key)
 	if err != nil || len(c.keyBuf) == 0 {
 		return nil, "CLIENT_ERROR error decoding key"
 	}
@@ -548,14 +573,13 @@ func (c *conn) metaDebug() {
 		return
 	}
 	f := metaFlags{b: len(t) > 2 && string(t[2]) == "b"}
+	// memcached answers a bad key, base64 or not, with its generic error.
 	var msg string
-	if len(t[1]) > c.maxKeyLength() {
-		msg = "CLIENT_ERROR bad command line format"
-	} else {
+	if len(t[1]) <= c.maxKeyLength() {
 		f.key, msg = c.metaKey(t[1], f.b)
 	}
-	if msg != "" {
-		c.metaError(msg)
+	if len(t[1]) > c.maxKeyLength() || msg != "" {
+		c.metaError("CLIENT_ERROR bad command line format")
 		return
 	}
 	if !c.permit(auth.PermRead) {
