@@ -206,6 +206,10 @@ memcaslap_run() {
 	out=$(timeout $((DURATION + 30)) memcaslap -s "$addr" -T 2 -c 50 -t "${DURATION}s" -F "$WORK/memcaslap.cfg" 2>&1)
 	after=$(cpu_ticks "$pid")
 	printf '%s memcaslap round 1\n%s\n' "$server" "$out" >>"$WORK/raw.txt"
+	# memcaslap counts error replies as operations: a run with any, or with
+	# gets that missed keys it had set, measures nothing.
+	! grep -q 'ERROR' <<<"$out" || die "$server answered memcaslap with errors: $(grep -m3 ERROR <<<"$out")"
+	grep -q '^get_misses: 0$' <<<"$out" || die "$server missed keys memcaslap had set: $(grep get_misses <<<"$out")"
 	# Run time: 10.0s Ops: 1234567 TPS: 123456 Net_rate: 20.8M/s
 	record "$case" "$server" 1 "$(awk '/^Run time:/ { print $7 }' <<<"$out")" - - \
 		"$(awk -v t=$((after - before)) '/^Run time:/ { printf "%.2f", t / 100 / $5 * 1e6 }' <<<"$out")"

@@ -77,7 +77,7 @@ func exchange(t *testing.T, nc net.Conn, req string) string {
 
 // normalize hides what legitimately differs between two servers: CAS
 // uniques.
-var casPattern = regexp.MustCompile(`(VALUE \S+ \d+ \d+) \d+|( c)\d+`)
+var casPattern = regexp.MustCompile(`(VALUE [^ ]+ \d+ \d+) \d+|( c)\d+`)
 
 func normalize(s string) string { return casPattern.ReplaceAllString(s, "$1$2 <cas>") }
 
@@ -118,6 +118,9 @@ var compareScripts = [][]string{
 	{"mg a " + strings.Repeat("v ", 20) + "\r\n", "mg n O1 T0 Nx O123 c\r\n", "mg a O" + strings.Repeat("o", 40) + " T3600 Oopaque\r\n", "mg a O" + strings.Repeat("o", 40) + " z\r\n", "mg a Tx Dx\r\n", "mg a Dx Tx\r\n", "mg kk b Tx\r\n", "mg kk Tx b\r\n"},
 	{"ms a 1 Fx Tx\r\nx\r\n", "ms a 1 Tx Fx\r\nx\r\n", "ms a 1 Fx\r\nx\r\n", "ms a 1 Fx b\r\nx\r\n", "mg a k O" + strings.Repeat("o", 40) + "\r\n"},
 	{"get a\r\n", "GET / HTTP/1.1\r\n"},
+	// Control characters are key bytes (memcaslap's keys start with 0x10s).
+	{"set \x10\x10k 0 0 1\r\nx\r\n", "get \x10\x10k\r\n", "set a\tb 3 0 1\r\ny\r\n", "gets a\tb \x10\x10k\r\n", "incr \x01\x7f 1\r\n", "set \x01\x7f 0 0 1\r\n5\r\n", "incr \x01\x7f 1\r\n", "touch a\tb 100\r\n", "delete \x10\x10k\r\n", "get \x10\x10k a\rb\r\n"},
+	{"ms \x1bm 2 T0 F3\r\nhi\r\n", "mg \x1bm v f k\r\n", "md \x1bm q\r\n", "mg \x1bm v\r\n", "ma \x02n N0 J7 v\r\n"},
 	{"ms big 2000000\r\n" + strings.Repeat("x", 2000000) + "\r\n", "mg big v\r\n", "ms c 3\r\nabcde\r\n", "mg c v\r\n"},
 }
 

@@ -145,7 +145,8 @@ func TestMetaDebugAndBase64(t *testing.T) {
 	c.do("me nope\r\n", "EN\r\n")
 	c.do("me\r\n", "CLIENT_ERROR bad command line format\r\n")
 	c.do("mg !!!! b\r\n", "CLIENT_ERROR error decoding key\r\n")
-	c.do("mg a\x01b v\r\n", "CLIENT_ERROR bad command line format\r\n")
+	c.do("mg a\x00b v\r\n", "CLIENT_ERROR bad command line format\r\n")
+	c.do("mg a\x01b v\r\n", "EN\r\n") // other control characters are key bytes
 	c.do("ms k 1 Gbad!,b64 b\r\nx\r\n", "CLIENT_ERROR error decoding key\r\n")
 	c.do("ms aw== 1 Gbad! b\r\nx\r\n", "CLIENT_ERROR bad base64 in tag list\r\n")
 }

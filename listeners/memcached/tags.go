@@ -97,7 +97,7 @@ func (c *conn) tagKeys() {
 	}
 	for _, key := range c.st.KeysByTag(alias(t[1]), int(limit)) {
 		c.w.WriteString("KEY ")
-		if k := []byte(key); printable(k) {
+		if k := []byte(key); textToken(k) {
 			c.w.Write(k)
 		} else {
 			c.out = base64.StdEncoding.AppendEncode(c.out[:0], k)

@@ -608,16 +608,19 @@ func (c *conn) verbosity() {
 }
 
 // textKeyOK reports whether k is a valid text protocol key: not empty, not
-// longer than the limit, without control characters or spaces.
+// longer than the limit, and one token.
 func (c *conn) textKeyOK(k []byte) bool {
-	return len(k) > 0 && len(k) <= c.maxKeyLength() && printable(k)
+	return len(k) > 0 && len(k) <= c.maxKeyLength() && textToken(k)
 }
 
-// printable reports whether b has no control characters or spaces, so
-// that it can be written as a text protocol token.
-func printable(b []byte) bool {
+// textToken reports whether b can be one text protocol token: it has no
+// space or newline, which end a token, and no NUL, where memcached's
+// parser ends the command. Other control characters are key bytes to
+// memcached, and stock tools send them (memcaslap's keys start with
+// 0x10 bytes), although protocol.txt asks clients not to.
+func textToken(b []byte) bool {
 	for _, ch := range b {
-		if ch <= ' ' || ch == 0x7f {
+		if ch == ' ' || ch == '\n' || ch == 0 {
 			return false
 		}
 	}

@@ -69,7 +69,7 @@ func TestTextSwallowsRefusedData(t *testing.T) {
 	c := srv.dial(t)
 	long := strings.Repeat("k", 251)
 	c.do("set "+long+" 0 0 3\r\nget\r\n", "CLIENT_ERROR bad command line format\r\n")
-	c.do("set a\tb 0 0 3\r\nget\r\n", "CLIENT_ERROR bad command line format\r\n")
+	c.do("set a\x00b 0 0 3\r\nget\r\n", "CLIENT_ERROR bad command line format\r\n")
 	c.do("set k x 0 3\r\nget\r\n", "CLIENT_ERROR bad command line format\r\n")
 	c.do("set k 0 x 3\r\nget\r\n", "CLIENT_ERROR bad command line format\r\n")
 	c.do("cas k 0 0 3 x\r\nget\r\n", "CLIENT_ERROR bad command line format\r\n")
