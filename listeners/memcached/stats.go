@@ -65,8 +65,11 @@ type stat struct{ name, value string }
 func uintStat(name string, n uint64) stat { return stat{name, strconv.FormatUint(n, 10)} }
 func intStat(name string, n int64) stat   { return stat{name, strconv.FormatInt(n, 10)} }
 
-// statsGroup returns the stats of a group: "" (general), "settings" or
-// "items"; ok is false for an unknown group.
+// statsGroup returns the stats of a group: "" (general), "settings",
+// "items", "slabs" or "sizes"; ok is false for an unknown group. The store
+// has no slab classes: items and slabs show all of it as class 1, as
+// monitoring tools that read those groups (memcached_exporter asks for
+// stats, stats slabs and stats items on one connection) expect a list.
 func (c *conn) statsGroup(group string) (stats []stat, ok bool) {
 	switch group {
 	case "":
@@ -83,6 +86,21 @@ func (c *conn) statsGroup(group string) (stats []stat, ok bool) {
 			intStat("items:1:mem_requested", st.Bytes),
 			uintStat("items:1:evicted", st.Evictions),
 		}, true
+	case "slabs":
+		st := c.st.Stats()
+		active := int64(0)
+		if st.Items > 0 {
+			active = 1
+			stats = []stat{
+				intStat("1:used_chunks", st.Items),
+				intStat("1:mem_requested", st.Bytes),
+				uintStat("1:get_hits", st.Hits),
+				uintStat("1:cmd_set", st.Sets),
+			}
+		}
+		return append(stats, intStat("active_slabs", active), intStat("total_malloced", st.Bytes)), true
+	case "sizes":
+		return []stat{{"sizes_status", "disabled"}}, true // memcached's answer unless started with -o track_sizes
 	}
 	return nil, false
 }

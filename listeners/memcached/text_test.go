@@ -193,6 +193,7 @@ func TestTextStats(t *testing.T) {
 		t.Errorf("connections: %s current, %s in total; want 1 and 1", cur, total)
 	}
 	c.do("stats items\r\n", "END\r\n")
+	c.do("stats slabs\r\n", "STAT active_slabs 0\r\nSTAT total_malloced 0\r\nEND\r\n")
 	c.do("set a 0 0 1\r\nx\r\nset b 0 0 1\r\ny\r\n", "STORED\r\nSTORED\r\n")
 	c.do("get a b c\r\n", "VALUE a 0 1\r\nx\r\nVALUE b 0 1\r\ny\r\nEND\r\n")
 	c.do("delete c\r\ndelete b\r\n", "NOT_FOUND\r\nDELETED\r\n")
@@ -218,6 +219,11 @@ func TestTextStats(t *testing.T) {
 	if got := srv.stat(t, "items", "items:1:number"); got != "1" {
 		t.Errorf("items:1:number = %q", got)
 	}
+	st = srv.st.Stats()
+	// memcached_exporter's scrape: three groups on one connection, each
+	// read up to its END.
+	c.do("stats slabs\r\nstats sizes\r\n", fmt.Sprintf("STAT 1:used_chunks 1\r\nSTAT 1:mem_requested %d\r\nSTAT 1:get_hits 2\r\nSTAT 1:cmd_set 2\r\n"+
+		"STAT active_slabs 1\r\nSTAT total_malloced %[1]d\r\nEND\r\nSTAT sizes_status disabled\r\nEND\r\n", st.Bytes))
 	if got := srv.stat(t, "settings", "item_size_max"); got != fmt.Sprint(store.DefaultMaxItemSize) {
 		t.Errorf("item_size_max = %q", got)
 	}
