@@ -85,6 +85,9 @@ build() {
 		(cd "$REPO" && go build -o "$WORK/bin/caddy" ./cmd/caddy)
 	fi
 	(cd "$REPO" && go build -o "$WORK/bin/tagcache-bench" ./cmd/tagcache-bench && go build -o "$WORK/bin/tagload" ./bench/tagload)
+	# The tree as built: it may change while the workloads run.
+	TREE=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)
+	[[ -z ${CADDY:-} ]] || TREE="$TREE (Caddy from $CADDY)"
 }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -292,25 +295,22 @@ machine() {
 	echo "- machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
 		"$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r);" \
 		"load average at the start $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared: compare ratios, not absolute numbers)"
-	echo "- caddy-tagcache $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)," \
+	echo "- caddy-tagcache $TREE," \
 		"$("$WORK/bin/caddy" version | cut -d' ' -f1), $(go version | cut -d' ' -f3)"
 	echo "- $(memcached -V), $(varnishd -V 2>&1 | head -1 | cut -d' ' -f2 | tr -d '()'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), memcaslap from libmemcached-tools $(dpkg-query -W -f '${Version}' libmemcached-tools 2>/dev/null || echo '?'), $(redis-server --version | cut -d' ' -f1-3)"
 }
 
 # write_result NAME TITLE: the result file from the tables in $WORK/NAME.md.
 write_result() {
-	local file about
+	local file
 	file="$RESULTS/$(date -u +%Y-%m-%d)-$1.md"
-	# Before the file is opened: overwriting a committed result would make
-	# git describe report the tree as dirty.
-	about=$(machine)
 	mkdir -p "$RESULTS"
 	{
 		echo "# $2"
 		echo
 		echo "Command: \`$COMMAND\` ($(date -u '+%Y-%m-%d %H:%M UTC'))"
 		echo
-		echo "$about"
+		machine
 		echo
 		cat "$WORK/$1.md"
 		if [[ -s $WORK/runs.tsv ]]; then
