@@ -39,6 +39,21 @@ func (s *Store) TagsOf(key string) ([]string, bool) {
 	return e.tags(), true
 }
 
+// Peek returns the live entry under key without counting it as a hit or a
+// miss and without recording an access, for listings such as memcached's
+// stats cachedump.
+func (s *Store) Peek(key string) (Item, bool) {
+	s.checkFlush()
+	sh := s.shardFor(key)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	e := sh.m[key]
+	if e == nil || s.expired(e) {
+		return Item{}, false
+	}
+	return s.view(e, e.atime.Load()), true
+}
+
 // read records an access to e and returns its view. The caller holds at
 // least the shard's read lock.
 func (s *Store) read(e *entry) Item {

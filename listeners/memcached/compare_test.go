@@ -102,6 +102,7 @@ var compareScripts = [][]string{
 	{"set big 0 0 2000000\r\n" + strings.Repeat("x", 2000000) + "\r\n", "get big\r\n", "set big 0 0 1\r\nx\r\n", "set big 0 0 2000000 noreply\r\n" + strings.Repeat("x", 2000000) + "\r\n", "get big\r\n"},
 	{"set c 0 0 3\r\nabcde\r\n", "get c\r\n", "set c 0 0 3 noreply\r\nabcde\r\n"},
 	{"verbosity\r\n", "verbosity 1\r\n", "verbosity foo\r\n", "verbosity noreply\r\n", "verbosity 1 noreply\r\n", "verbosity 1 2 3\r\n", "stats noreply\r\n", "stats nosuchgroup\r\n", "stats sizes\r\n"},
+	{"stats cachedump\r\n", "stats cachedump 1\r\n", "stats cachedump x 0\r\n", "stats cachedump 1 x\r\n", "stats cachedump 0 0\r\n", "stats cachedump 1 0\r\n", "stats cachedump 63 0\r\n", "stats cachedump 64 0\r\n", "stats cachedump -1 0\r\n"},
 	{"set f 0 0 1\r\nx\r\n", "flush_all\r\n", "get f\r\n", "flush_all noreply\r\n", "flush_all abc\r\n", "flush_all 0\r\n", "flush_all 1 2 3\r\n"},
 	{"mn\r\n", "mg missing v\r\n", "mg missing v q\r\n", "mg missing v k O123\r\n", "ms m 2 T0 F3\r\nhi\r\n", "mg m v f s t k Oab\r\n", "mg m\r\n", "mg m s v q\r\n"},
 	{"ms m 2\r\nhi\r\n", "ms m 2 q\r\nhi\r\n", "ms m 2 MA\r\n!!\r\n", "mg m v\r\n", "ms m 2 MP\r\n<<\r\n", "mg m v\r\n", "ms n 1 ME\r\nx\r\n", "ms n 1 ME\r\nx\r\n", "ms o 1 MR\r\nx\r\n", "ms o 1 MX\r\nx\r\n", "ms o 1 Z\r\nx\r\n"},

@@ -190,6 +190,10 @@ func (c *conn) textStats() {
 	if len(c.toks) > 1 {
 		group = string(c.toks[1])
 	}
+	if group == "cachedump" {
+		c.cachedump()
+		return
+	}
 	stats, ok := c.statsGroup(group)
 	if !ok {
 		c.reply(replyError)
@@ -203,4 +207,70 @@ func (c *conn) textStats() {
 		c.w.WriteString("\r\n")
 	}
 	c.w.WriteString("END\r\n")
+}
+
+// Bounds of stats cachedump, as memcached's: slab class ids below
+// maxSlabClass, and about this much output.
+const (
+	maxSlabClass     = 64
+	cachedumpMaxSize = 2 << 20
+)
+
+// cachedump answers stats cachedump <class> <limit> (libmemcached's
+// memcdump walks every class with it): class 1, which is the whole store,
+// lists up to limit keys (0: no limit) as "ITEM <key> [<bytes> b; <expiry
+// Unix s, 0: none> s]"; the other classes are empty. Keys that are not
+// one text token (written over another protocol) are left out.
+func (c *conn) cachedump() {
+	if len(c.toks) < 4 {
+		c.reply("CLIENT_ERROR bad command line\r\n")
+		return
+	}
+	class, okClass := parseUint32(c.toks[2])
+	limit, okLimit := parseUint32(c.toks[3])
+	switch {
+	case !okClass || !okLimit:
+		c.reply(replyBadFormat)
+		return
+	case class >= maxSlabClass:
+		c.reply("CLIENT_ERROR Illegal slab id\r\n")
+		return
+	}
+	if class == 1 {
+		c.dumpKeys(int(limit))
+	}
+	c.w.WriteString("END\r\n")
+}
+
+// dumpKeys writes cachedump's ITEM lines for up to limit keys (0: no
+// limit), until about cachedumpMaxSize bytes.
+func (c *conn) dumpKeys(limit int) {
+	listed, size, cursor := 0, 0, uint64(0)
+	for {
+		keys, next := c.st.Scan(cursor, 256, nil)
+		for _, key := range keys {
+			it, ok := c.st.Peek(key)
+			if !ok || !textToken([]byte(key)) {
+				continue
+			}
+			c.out = append(c.out[:0], "ITEM "...)
+			c.out = append(c.out, key...)
+			c.out = append(c.out, " ["...)
+			c.out = strconv.AppendInt(c.out, int64(len(it.Value)), 10)
+			c.out = append(c.out, " b; "...)
+			c.out = strconv.AppendInt(c.out, it.Expires/1000, 10)
+			c.out = append(c.out, " s]\r\n"...)
+			if size += len(c.out); size > cachedumpMaxSize {
+				return
+			}
+			c.w.Write(c.out)
+			if listed++; listed == limit {
+				return
+			}
+		}
+		if next == 0 {
+			return
+		}
+		cursor = next
+	}
 }

@@ -2,6 +2,7 @@ package memcached
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -219,10 +220,36 @@ func TestTextStats(t *testing.T) {
 	if got := srv.stat(t, "items", "items:1:number"); got != "1" {
 		t.Errorf("items:1:number = %q", got)
 	}
+	// memcdump's listing: class 1 holds the store; reading does not count
+	// as a hit.
+	c.do("set t 0 1000000 2\r\nab\r\n", "STORED\r\n")
+	dump := func(req string) (items []string) {
+		c.send(req)
+		for l := c.line(); l != "END\r\n"; l = c.line() {
+			items = append(items, l)
+		}
+		return items
+	}
+	exp := srv.st.Stats()
+	tItem, _ := srv.st.Peek("t")
+	got := dump("stats cachedump 1 0\r\n")
+	wantItems := []string{"ITEM a [1 b; 0 s]\r\n", fmt.Sprintf("ITEM t [2 b; %d s]\r\n", tItem.Expires/1000)}
+	slices.Sort(got)
+	if !slices.Equal(got, wantItems) {
+		t.Errorf("stats cachedump 1 0: %q, want %q", got, wantItems)
+	}
+	if n := len(dump("stats cachedump 1 1\r\n")); n != 1 {
+		t.Errorf("stats cachedump 1 1 listed %d keys", n)
+	}
+	c.do("stats cachedump 2 0\r\n", "END\r\n")
+	if st := srv.st.Stats(); st.Hits != exp.Hits || st.Misses != exp.Misses {
+		t.Errorf("cachedump counted hits or misses: %d/%d, then %d/%d", exp.Hits, exp.Misses, st.Hits, st.Misses)
+	}
+	c.do("delete t\r\n", "DELETED\r\n")
 	st = srv.st.Stats()
 	// memcached_exporter's scrape: three groups on one connection, each
 	// read up to its END.
-	c.do("stats slabs\r\nstats sizes\r\n", fmt.Sprintf("STAT 1:used_chunks 1\r\nSTAT 1:mem_requested %d\r\nSTAT 1:get_hits 2\r\nSTAT 1:cmd_set 2\r\n"+
+	c.do("stats slabs\r\nstats sizes\r\n", fmt.Sprintf("STAT 1:used_chunks 1\r\nSTAT 1:mem_requested %d\r\nSTAT 1:get_hits 2\r\nSTAT 1:cmd_set 3\r\n"+
 		"STAT active_slabs 1\r\nSTAT total_malloced %[1]d\r\nEND\r\nSTAT sizes_status disabled\r\nEND\r\n", st.Bytes))
 	if got := srv.stat(t, "settings", "item_size_max"); got != fmt.Sprint(store.DefaultMaxItemSize) {
 		t.Errorf("item_size_max = %q", got)
