@@ -200,21 +200,21 @@ wrk_latency() {
 	}' <<<"$2"
 }
 
-# memcaslap_run CASE SERVER PID ADDR VALUE: one memcaslap run, 1:10 set:get;
-# it reports no latency percentiles.
+# memcaslap_run CASE SERVER ROUND PID ADDR VALUE: one memcaslap run, 1:10
+# set:get; it reports no latency percentiles.
 memcaslap_run() {
-	local case=$1 server=$2 pid=$3 addr=$4 value=$5 out before after
+	local case=$1 server=$2 round=$3 pid=$4 addr=$5 value=$6 out before after
 	printf 'key\n16 16 1\nvalue\n%s %s 1\ncmd\n0 0.0909\n1 0.9091\n' "$value" "$value" >"$WORK/memcaslap.cfg"
 	before=$(cpu_ticks "$pid")
 	out=$(timeout $((DURATION + 30)) memcaslap -s "$addr" -T 2 -c 50 -t "${DURATION}s" -F "$WORK/memcaslap.cfg" 2>&1)
 	after=$(cpu_ticks "$pid")
-	printf '%s memcaslap round 1\n%s\n' "$server" "$out" >>"$WORK/raw.txt"
+	printf '%s memcaslap round %s\n%s\n' "$server" "$round" "$out" >>"$WORK/raw.txt"
 	# memcaslap counts error replies as operations: a run with any, or with
 	# gets that missed keys it had set, measures nothing.
 	! grep -q 'ERROR' <<<"$out" || die "$server answered memcaslap with errors: $(grep -m3 ERROR <<<"$out")"
 	grep -q '^get_misses: 0$' <<<"$out" || die "$server missed keys memcaslap had set: $(grep get_misses <<<"$out")"
 	# Run time: 10.0s Ops: 1234567 TPS: 123456 Net_rate: 20.8M/s
-	record "$case" "$server" 1 "$(awk '/^Run time:/ { print $7 }' <<<"$out")" - - \
+	record "$case" "$server" "$round" "$(awk '/^Run time:/ { print $7 }' <<<"$out")" - - \
 		"$(awk -v t=$((after - before)) '/^Run time:/ { printf "%.2f", t / 100 / $5 * 1e6 }' <<<"$out")"
 }
 
@@ -347,9 +347,11 @@ workload_memcached() {
 		done
 	done
 	for value in 32 1024; do
-		log "memcaslap, $value B"
-		memcaslap_run "memcaslap $value B" tagcache "$tagcache_PID" "127.0.0.1:$PORT_TC_MEMCACHED" "$value"
-		memcaslap_run "memcaslap $value B" memcached "$memcached_PID" "127.0.0.1:$PORT_MEMCACHED" "$value"
+		for round in $(seq "$ROUNDS"); do
+			log "memcaslap, $value B, round $round"
+			memcaslap_run "memcaslap $value B" tagcache "$round" "$tagcache_PID" "127.0.0.1:$PORT_TC_MEMCACHED" "$value"
+			memcaslap_run "memcaslap $value B" memcached "$round" "$memcached_PID" "127.0.0.1:$PORT_MEMCACHED" "$value"
+		done
 	done
 	rss_table tagcache "$tagcache_PID" memcached "$memcached_PID" >"$WORK/memcached-rss.md"
 	stop_servers
@@ -377,7 +379,7 @@ workload_memcached() {
 		echo "Both servers: 1 GiB memory budget (tagcache \`max_memory 1GiB\` with \`listen memcached\`, Caddy with GOMAXPROCS unset;"
 		echo "\`memcached -t 2 -m 1024 -c 4096\`). Load: \`tagcache-bench -proto memcached -conns 50 -keys 10000 -ratio 1:10 -duration ${DURATION}s\`"
 		echo "with the value size and pipeline of each case, the keys set once before each run; servers alternated, $ROUNDS rounds, medians."
-		echo "memcaslap: \`memcaslap -T 2 -c 50 -t ${DURATION}s\` with 16-byte keys and a 1:10 set:get config, one run each (it reports throughput only)."
+		echo "memcaslap: \`memcaslap -T 2 -c 50 -t ${DURATION}s\` with 16-byte keys and a 1:10 set:get config, alternated the same way (it reports throughput only)."
 		[[ -z $split ]] || echo "The cases marked \"$split\" start both servers afresh under \`taskset -c 1\` (so Caddy runs with GOMAXPROCS 1) and the load under \`taskset -c 0\`; the peak RSS is of the servers of the other cases."
 		echo "Ratios are tagcache / memcached: above 1 is better for ops/s, below 1 is better for the others."
 		echo
