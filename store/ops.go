@@ -28,15 +28,8 @@ func (s *Store) Get(key string) (Item, bool) {
 // TagsOf returns the tags of the live entry under key. It does not count as
 // an access.
 func (s *Store) TagsOf(key string) ([]string, bool) {
-	s.checkFlush()
-	sh := s.shardFor(key)
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	e := sh.m[key]
-	if e == nil || s.expired(e) {
-		return nil, false
-	}
-	return e.tags(), true
+	it, ok := s.Peek(key)
+	return it.Tags, ok
 }
 
 // Peek returns the live entry under key without counting it as a hit or a
