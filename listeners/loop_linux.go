@@ -368,9 +368,14 @@ func (lp *eventLoop) takeWork() {
 // some is handed off at the end of its batch).
 func (lp *eventLoop) move(lc *loopConn, to *eventLoop) {
 	_ = unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, lc.fd, nil)
+	lp.forget(lc)
+	to.queue(lc)
+}
+
+// forget drops a connection the loop no longer serves.
+func (lp *eventLoop) forget(lc *loopConn) {
 	delete(lp.conns, int32(lc.fd))
 	lp.load.Add(-1)
-	to.queue(lc)
 }
 
 // readable reads what the client sent, answers every whole command and
@@ -464,8 +469,7 @@ func (lp *eventLoop) closeIdle() {
 
 // end closes a connection the loop serves.
 func (lp *eventLoop) end(lc *loopConn, cause error) {
-	delete(lp.conns, int32(lc.fd))
-	lp.load.Add(-1)
+	lp.forget(lc)
 	lc.fc.Close()
 	if cause != nil {
 		logEnd(lc.s, cause)
@@ -493,9 +497,8 @@ func (lp *eventLoop) shutdown() {
 // connection, goes on with FramedConn.Serve.
 func (lp *eventLoop) handoff(lc *loopConn, cause error) {
 	l := lp.l
-	delete(lp.conns, int32(lc.fd))
-	lp.load.Add(-1)
 	_ = unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, lc.fd, nil)
+	lp.forget(lc)
 	f := os.NewFile(uintptr(lc.fd), "")
 	nc, err := net.FileConn(f) // a duplicate, on the Go poller
 	f.Close()

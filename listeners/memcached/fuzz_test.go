@@ -100,7 +100,7 @@ func FuzzTextRoundTrip(f *testing.F) {
 		line := fmt.Sprintf("set %s %d 0 %d", key, flags, len(value))
 		in := fmt.Sprintf("%s\r\n%s\r\nget %s\r\n", line, value, key)
 		out := string(serveInput(t, []byte(in), nil))
-		valid := len(key) <= store.DefaultMaxKeyLength && textToken([]byte(key))
+		valid := len(key) <= store.DefaultMaxKeyLength && textToken(key)
 		want := fmt.Sprintf("STORED\r\nVALUE %s %d %d\r\n%s\r\nEND\r\n", key, flags, len(value), value)
 		switch {
 		case len(line) > fuzzMaxLine:
@@ -124,7 +124,7 @@ func FuzzMetaFlags(f *testing.F) {
 		f.Add("key", flags, []byte("12"))
 	}
 	f.Fuzz(func(t *testing.T, key, flags string, value []byte) {
-		if key == "" || !textToken([]byte(key)) || strings.ContainsAny(flags, "\r\n") || len(key)+len(flags)+20 > fuzzMaxLine {
+		if key == "" || !textToken(key) || strings.ContainsAny(flags, "\r\n") || len(key)+len(flags)+20 > fuzzMaxLine {
 			return // a key or flags that are not tokens change the framing; too long ends it
 		}
 		in := fmt.Sprintf("ms %s %d %s\r\n%s\r\nmg %[1]s %[3]s\r\nma %[1]s %[3]s\r\nmd %[1]s %[3]s\r\nmn\r\n", key, len(value), flags, value)

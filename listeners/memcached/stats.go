@@ -249,8 +249,11 @@ func (c *conn) dumpKeys(limit int) {
 	for {
 		keys, next := c.st.Scan(cursor, 256, nil)
 		for _, key := range keys {
+			if !textToken(key) {
+				continue
+			}
 			it, ok := c.st.Peek(key)
-			if !ok || !textToken([]byte(key)) {
+			if !ok {
 				continue
 			}
 			c.out = append(c.out[:0], "ITEM "...)

@@ -97,10 +97,10 @@ func (c *conn) tagKeys() {
 	}
 	for _, key := range c.st.KeysByTag(alias(t[1]), int(limit)) {
 		c.w.WriteString("KEY ")
-		if k := []byte(key); textToken(k) {
-			c.w.Write(k)
+		if textToken(key) {
+			c.w.WriteString(key)
 		} else {
-			c.out = base64.StdEncoding.AppendEncode(c.out[:0], k)
+			c.out = base64.StdEncoding.AppendEncode(c.out[:0], []byte(key))
 			c.w.Write(c.out)
 			c.w.WriteString(" b")
 		}

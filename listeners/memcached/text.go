@@ -618,9 +618,9 @@ func (c *conn) textKeyOK(k []byte) bool {
 // parser ends the command. Other control characters are key bytes to
 // memcached, and stock tools send them (memcaslap's keys start with
 // 0x10 bytes), although protocol.txt asks clients not to.
-func textToken(b []byte) bool {
-	for _, ch := range b {
-		if ch == ' ' || ch == '\n' || ch == 0 {
+func textToken[T ~string | ~[]byte](b T) bool {
+	for i := range len(b) {
+		if ch := b[i]; ch == ' ' || ch == '\n' || ch == 0 {
 			return false
 		}
 	}
